@@ -1,0 +1,1 @@
+"""Outpost rules_engine package."""
