@@ -1,1 +1,26 @@
-"""Outpost server package."""
+"""Outpost's gRPC service: settings, servicers, the scoring pipeline and the action policy."""
+
+from server._app import OutpostApp, create_server, serve
+from server._errors import PolicyError, ServerError, SettingsError, StartupError
+from server._pipeline import DecisionSink, Decisions, ScoringPipeline, Snapshot, decide
+from server._policy import ActionPolicy, ChannelPolicy
+from server._settings import Settings, load_settings
+
+__all__ = [
+    "ActionPolicy",
+    "ChannelPolicy",
+    "DecisionSink",
+    "Decisions",
+    "OutpostApp",
+    "PolicyError",
+    "ScoringPipeline",
+    "ServerError",
+    "Settings",
+    "SettingsError",
+    "Snapshot",
+    "StartupError",
+    "create_server",
+    "decide",
+    "load_settings",
+    "serve",
+]

@@ -1,0 +1,133 @@
+"""The RiskAdmin servicer: list and reload rules, switch models, status. Operators only."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+import structlog
+from outpost.v1 import outpost_pb2 as pb
+from outpost.v1 import outpost_pb2_grpc as pb_grpc
+
+from models import ModelError, ModelRunner
+from rules_engine import RuleError, RuleSet
+from server._service import OutpostService
+
+__all__ = ["RiskAdminServicer", "reload_rules"]
+
+log = structlog.get_logger("outpost.admin")
+
+
+def _caller(context: grpc.aio.ServicerContext | None) -> str:
+    if context is None:
+        return "local"
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-outpost-principal":
+            return str(value)
+    return "anonymous"
+
+
+async def reload_rules(service: OutpostService, *, text: str | None, source: str, who: str) -> pb.ReloadRulesResponse:
+    """Compile a rule file off the event loop and swap it in; the old set keeps serving on any error."""
+    loop = asyncio.get_running_loop()
+    assert service.pipeline is not None
+    previous = service.pipeline.snapshot.rules.version
+    try:
+        if text:
+            rules = await loop.run_in_executor(None, lambda: RuleSet.compile(text, source=source))
+        else:
+            rules = await loop.run_in_executor(None, RuleSet.load, service.settings.rules_path)
+    except (RuleError, OSError) as exc:
+        errors = [str(e) for e in getattr(exc, "errors", [])] or [str(exc)]
+        service.audit(actor=who, action="reload_rules", ok=False, source=source, previous_version=previous,
+                      errors=errors[:20])
+        return pb.ReloadRulesResponse(ok=False, ruleset_version=previous, previous_version=previous, errors=errors)
+    previous = service.install_rules(rules)
+    service.audit(actor=who, action="reload_rules", ok=True, source=source, version=rules.version,
+                  previous_version=previous)
+    return pb.ReloadRulesResponse(ok=True, ruleset_version=rules.version, previous_version=previous,
+                                  rule_count=len(rules.rules))
+
+
+class RiskAdminServicer(pb_grpc.RiskAdminServicer):
+    """Administration of a running Outpost."""
+
+    def __init__(self, service: OutpostService) -> None:
+        self._service = service
+
+    async def _ready(self, context: grpc.aio.ServicerContext) -> None:
+        if not self._service.ready.is_set():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "Outpost is starting")
+
+    async def ListRules(self, request: pb.ListRulesRequest, context: grpc.aio.ServicerContext) -> pb.ListRulesResponse:
+        await self._ready(context)
+        service = self._service
+        assert service.pipeline is not None and service.hits is not None
+        rules = service.pipeline.snapshot.rules
+        counts = service.hits.counts if service.hits.version == rules.version else None
+        english = request.locale == "en"
+        return pb.ListRulesResponse(ruleset_version=rules.version, rules=[
+            pb.RuleInfo(
+                id=r.id, description=r.description_en if english else r.description_zh, typology=r.typology,
+                mode=r.mode, score=r.score, action_floor=r.action_floor,  # type: ignore[arg-type]
+                channels=sorted(r.channels), hits=int(counts[i]) if counts is not None else 0, when=r.when,
+            )
+            for i, r in enumerate(rules.rules)
+        ])
+
+    async def ReloadRules(self, request: pb.ReloadRulesRequest,
+                          context: grpc.aio.ServicerContext) -> pb.ReloadRulesResponse:
+        await self._ready(context)
+        source = request.source_name or ("<admin rpc>" if request.rules_yaml else str(self._service.settings.rules_path))
+        return await reload_rules(self._service, text=request.rules_yaml or None, source=source, who=_caller(context))
+
+    async def ReloadModel(self, request: pb.ReloadModelRequest,
+                          context: grpc.aio.ServicerContext) -> pb.ReloadModelResponse:
+        await self._ready(context)
+        service = self._service
+        assert service.pipeline is not None
+        previous = service.pipeline.snapshot.model_version
+        directory = _model_path(service, request.model_version)
+        loop = asyncio.get_running_loop()
+
+        def load() -> ModelRunner:
+            runner = ModelRunner.load(directory)
+            runner.warm()
+            return runner
+
+        try:
+            model = await loop.run_in_executor(None, load)
+        except (ModelError, OSError) as exc:
+            service.audit(actor=_caller(context), action="reload_model", ok=False, requested=request.model_version,
+                          previous_version=previous, error=str(exc))
+            return pb.ReloadModelResponse(ok=False, model_version=previous, previous_version=previous,
+                                          errors=[str(exc)])
+        previous = service.install_model(model)
+        service.audit(actor=_caller(context), action="reload_model", ok=True, version=model.version,
+                      previous_version=previous)
+        return pb.ReloadModelResponse(ok=True, model_version=model.version, previous_version=previous)
+
+    async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:
+        service = self._service
+        if not service.ready.is_set() or service.pipeline is None or service.engine is None:
+            return pb.GetStatusResponse(serving=False, state_backend=service.settings.state_backend)
+        snap = service.pipeline.snapshot
+        stats = service.engine.stats()
+        return pb.GetStatusResponse(
+            ruleset_version=snap.rules.version, model_version=snap.model_version,
+            challenger_version=snap.challenger.version if snap.challenger else "",
+            accounts=int(stats.get("accounts", 0)), transactions_applied=int(stats.get("applied", 0)),
+            state_backend=service.settings.state_backend, serving=True,
+        )
+
+
+def _model_path(service: OutpostService, version: str) -> Path:
+    from models import default_model_dir
+
+    if not version:
+        return service.settings.model_dir or default_model_dir()
+    candidate = Path(version)
+    if candidate.is_absolute() or "/" in version:
+        return candidate
+    return default_model_dir().parent / version

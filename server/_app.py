@@ -1,0 +1,134 @@
+"""Wiring: the grpc.aio server with its servicers, health, reflection, start-up and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from outpost.v1 import outpost_pb2 as pb
+from outpost.v1 import outpost_pb2_grpc as pb_grpc
+
+from server._admin import RiskAdminServicer, reload_rules
+from server._errors import StartupError
+from server._logging import configure_logging
+from server._scoring import RiskScoringServicer
+from server._service import OutpostService
+from server._settings import Settings, load_settings
+
+__all__ = ["OutpostApp", "create_server", "serve"]
+
+log = structlog.get_logger("outpost.app")
+
+SERVICE_NAMES = (
+    pb.DESCRIPTOR.services_by_name["RiskScoring"].full_name,
+    pb.DESCRIPTOR.services_by_name["RiskAdmin"].full_name,
+)
+
+
+class OutpostApp:
+    """One Outpost server: call ``start()``, then ``wait_ready()``; ``stop()`` drains and closes the state."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.service = OutpostService.create(settings)
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(options=[
+            ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+        ])
+        pb_grpc.add_RiskScoringServicer_to_server(RiskScoringServicer(self.service), self.server)
+        pb_grpc.add_RiskAdminServicer_to_server(RiskAdminServicer(self.service), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), self.server)
+        self.port = self._bind()
+        self._load_task: asyncio.Task[None] | None = None
+
+    def _bind(self) -> int:
+        settings = self.settings
+        if not settings.is_loopback and settings.tls_cert is None and not settings.allow_plaintext_remote:
+            raise StartupError(
+                f"refusing plaintext on non-loopback address {settings.addr}: set OUTPOST_TLS_CERT and "
+                "OUTPOST_TLS_KEY, or OUTPOST_ALLOW_PLAINTEXT_REMOTE=true behind a TLS-terminating proxy"
+            )
+        if settings.tls_cert is not None and settings.tls_key is not None:
+            creds = grpc.ssl_server_credentials(
+                [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
+                root_certificates=settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None,
+                require_client_auth=settings.tls_client_ca is not None,
+            )
+            port = self.server.add_secure_port(settings.addr, creds)
+        else:
+            port = self.server.add_insecure_port(settings.addr)
+        if port == 0:
+            raise StartupError(f"could not bind {settings.addr}: is another process using the port?")
+        return port
+
+    async def _set_health(self, status: int) -> None:
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
+
+    async def start(self) -> None:
+        """Listen at once (health NOT_SERVING), then load rules, model and state off the loop."""
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.start()
+        log.info("listening", addr=self.settings.addr, port=self.port)
+        self._load_task = asyncio.create_task(self._load())
+
+    async def _load(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.service.load)
+        self.service.ready.set()
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", seconds=round(time.monotonic() - self.service.started_at, 3))
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        assert self._load_task is not None, "call start() first"
+        await asyncio.wait_for(asyncio.shield(self._load_task), timeout)
+
+    async def reload_rules_from_disk(self) -> None:
+        if self.service.ready.is_set():
+            result = await reload_rules(self.service, text=None, source=str(self.settings.rules_path), who="SIGHUP")
+            log.info("rules_reload", ok=result.ok, version=result.ruleset_version, errors=list(result.errors)[:5])
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING, let calls in flight finish within the grace period, make state durable, close."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.grace_seconds if grace is None else grace)
+        if self._load_task is not None and not self._load_task.done():
+            self._load_task.cancel()
+        if self.service.commit is not None:
+            await self.service.commit.flush()
+        self.service.close()
+        log.info("stopped")
+
+
+async def create_server(settings: Settings) -> tuple[grpc.aio.Server, int]:
+    """A started server and its bound port (tests bind port 0); rules, model and state load in the background."""
+    app = OutpostApp(settings)
+    await app.start()
+    return app.server, app.port
+
+
+async def _serve_async(settings: Settings) -> None:
+    app = OutpostApp(settings)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(app.reload_rules_from_disk()))
+    await app.start()
+    await stopping.wait()
+    log.info("draining", grace_seconds=settings.grace_seconds)
+    await app.stop()
+
+
+def serve(settings: Settings | None = None) -> None:
+    """Run Outpost until SIGTERM or SIGINT; exits 0 after a graceful drain."""
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(_serve_async(settings))

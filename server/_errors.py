@@ -1,0 +1,27 @@
+"""Errors of the server package.
+
+    ServerError
+    ├── SettingsError      a configuration value is wrong; the message names the variable and how to fix it
+    ├── PolicyError        the action policy file is invalid
+    └── StartupError       a dependency (rules, model, state) could not be loaded at start-up
+"""
+
+from __future__ import annotations
+
+__all__ = ["PolicyError", "ServerError", "SettingsError", "StartupError"]
+
+
+class ServerError(Exception):
+    """Root of every error raised by ``server``."""
+
+
+class SettingsError(ServerError):
+    """A setting is invalid. The message names the setting and says what a valid value looks like."""
+
+
+class PolicyError(ServerError):
+    """The action policy is invalid."""
+
+
+class StartupError(ServerError):
+    """Outpost could not start: rules, model or state failed to load."""

@@ -1,0 +1,213 @@
+"""Validation of incoming requests and their encoding into transaction records (features.TXN_DTYPE).
+
+Validation collects every bad field (as ``google.rpc.BadRequest`` field violations) before anything is scored,
+so an invalid request changes no state. Encoding follows the rules written in ``features.encode_frame``'s
+docstring, so that the online and offline paths produce identical records.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from outpost.v1 import outpost_pb2 as pb
+
+from features import NO_BALANCE, NO_TIME, FeatureConfig, new_batch, stable_key
+
+__all__ = ["FieldViolation", "RequestValidator", "encode_requests", "normalise_locale"]
+
+_MAX_ID = 128
+_MAX_AMOUNT_MINOR = 10**15  # ten trillion major units: above any real single payment
+_US = 1_000_000
+_YEAR_1850_US = -3_786_825_600 * _US
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_MCC = re.compile(r"^[0-9]{1,4}$")
+_LOCALES = {"": "zh-CN", "zh-CN": "zh-CN", "zh": "zh-CN", "zh-Hans": "zh-CN", "en": "en", "en-US": "en", "en-GB": "en"}
+_TYPES = frozenset(v for v in pb.TransactionType.values() if v != 0)
+_CHANNELS = frozenset(v for v in pb.Channel.values() if v != 0)
+_RISK_LEVELS = frozenset(pb.RiskLevel.values())
+_OUTCOMES = frozenset(v for v in pb.Outcome.values() if v != 0)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One bad field: its path in the request and what is wrong, in words a client developer can act on."""
+
+    field: str
+    description: str
+
+
+def normalise_locale(locale: str) -> str:
+    """'zh-CN' or 'en' (validated beforehand)."""
+    return _LOCALES.get(locale, "zh-CN")
+
+
+def _check_id(out: list[FieldViolation], path: str, value: str, *, required: bool) -> None:
+    if not value:
+        if required:
+            out.append(FieldViolation(path, "required: a non-empty identifier"))
+        return
+    if len(value) > _MAX_ID:
+        out.append(FieldViolation(path, f"too long: at most {_MAX_ID} characters, got {len(value)}"))
+    elif not value.isprintable():
+        out.append(FieldViolation(path, "must contain printable characters only"))
+
+
+def _check_text(out: list[FieldViolation], path: str, value: str) -> None:
+    if len(value) > _MAX_ID:
+        out.append(FieldViolation(path, f"too long: at most {_MAX_ID} characters, got {len(value)}"))
+    elif value and not value.isprintable():
+        out.append(FieldViolation(path, "must contain printable characters only"))
+
+
+class RequestValidator:
+    """Checks requests field by field; ``now_us`` is only used to reject absurd timestamps, never for features."""
+
+    def __init__(self, config: FeatureConfig, *, max_skew_days: int) -> None:
+        self._config = config
+        self._max_skew_us = max_skew_days * 86_400 * _US
+
+    def _check_time(self, out: list[FieldViolation], path: str, ts: object, now_us: int) -> int | None:
+        seconds: int = ts.seconds  # type: ignore[attr-defined]
+        nanos: int = ts.nanos  # type: ignore[attr-defined]
+        if not 0 <= nanos < 1_000_000_000:
+            out.append(FieldViolation(path, "nanos must be in 0..999999999"))
+            return None
+        micros = seconds * _US + nanos // 1000
+        if abs(micros - now_us) > self._max_skew_us:
+            out.append(FieldViolation(
+                path, f"too far from the current time (more than {self._max_skew_us // (86_400 * _US)} days away)"
+            ))
+            return None
+        return micros
+
+    def score_request(self, req: pb.ScoreRequest, now_us: int, prefix: str = "") -> list[FieldViolation]:
+        out: list[FieldViolation] = []
+        if req.locale not in _LOCALES:
+            out.append(FieldViolation(f"{prefix}locale", "must be 'zh-CN' or 'en' (or empty for zh-CN)"))
+        if not req.HasField("transaction"):
+            out.append(FieldViolation(f"{prefix}transaction", "required"))
+            return out
+        t = req.transaction
+        p = f"{prefix}transaction."
+        _check_id(out, p + "transaction_id", t.transaction_id, required=True)
+        _check_id(out, p + "account_id", t.account_id, required=True)
+        _check_id(out, p + "counterparty_id", t.counterparty_id, required=False)
+        for name in ("device_id", "region", "counterparty_bank", "branch_id"):
+            _check_text(out, p + name, getattr(t, name))
+        event_us = None
+        if not t.HasField("event_time"):
+            out.append(FieldViolation(p + "event_time", "required: the business time of the transaction"))
+        else:
+            event_us = self._check_time(out, p + "event_time", t.event_time, now_us)
+        if t.amount_minor <= 0:
+            out.append(FieldViolation(p + "amount_minor", "must be > 0 (minor units, e.g. fen for CNY)"))
+        elif t.amount_minor > _MAX_AMOUNT_MINOR:
+            out.append(FieldViolation(p + "amount_minor", f"must be <= {_MAX_AMOUNT_MINOR}"))
+        if not t.currency:
+            out.append(FieldViolation(p + "currency", "required: an ISO 4217 code such as CNY"))
+        elif not self._config.is_known_currency(t.currency):
+            out.append(FieldViolation(p + "currency", f"unknown currency {t.currency[:8]!r}: not in the rate table"))
+        if t.type not in _TYPES:
+            out.append(FieldViolation(p + "type", "must be a TransactionType other than UNSPECIFIED"))
+        if t.channel not in _CHANNELS:
+            out.append(FieldViolation(p + "channel", "must be a Channel other than UNSPECIFIED"))
+        for name in ("country", "counterparty_country"):
+            value = getattr(t, name)
+            if value and not _COUNTRY.match(value):
+                out.append(FieldViolation(p + name, "must be an ISO 3166-1 alpha-2 code such as CN"))
+        if t.merchant_category and not _MCC.match(t.merchant_category):
+            out.append(FieldViolation(p + "merchant_category", "must be a 4-digit ISO 18245 merchant category code"))
+        if req.HasField("customer"):
+            c = req.customer
+            q = f"{prefix}customer."
+            _check_text(out, q + "customer_id", c.customer_id)
+            if not 0 <= c.age <= 150:
+                out.append(FieldViolation(q + "age", "must be in 0..150 (0 = unknown)"))
+            if c.HasField("birth_date"):
+                birth = _micros(c.birth_date)
+                if not 0 <= c.birth_date.nanos < 1_000_000_000 or birth < _YEAR_1850_US:
+                    out.append(FieldViolation(q + "birth_date", "must be a valid date after 1850"))
+                elif event_us is not None and birth > event_us:
+                    out.append(FieldViolation(q + "birth_date", "must be before the transaction's event_time"))
+            if c.HasField("account_opened"):
+                opened = _micros(c.account_opened)
+                if event_us is not None and opened > event_us + 86_400 * _US:
+                    out.append(FieldViolation(q + "account_opened", "must not be after the transaction's event_time"))
+            if abs(c.balance_minor) > _MAX_AMOUNT_MINOR:
+                out.append(FieldViolation(q + "balance_minor", f"must be within +-{_MAX_AMOUNT_MINOR}"))
+            if c.balance_currency and not self._config.is_known_currency(c.balance_currency):
+                out.append(FieldViolation(q + "balance_currency", "unknown currency: not in the rate table"))
+            if c.risk_level not in _RISK_LEVELS:
+                out.append(FieldViolation(q + "risk_level", "must be a RiskLevel value"))
+        return out
+
+    def outcome_request(self, req: pb.ReportOutcomeRequest, now_us: int) -> list[FieldViolation]:
+        out: list[FieldViolation] = []
+        _check_id(out, "transaction_id", req.transaction_id, required=True)
+        if req.outcome not in _OUTCOMES:
+            out.append(FieldViolation("outcome", "must be an Outcome other than UNSPECIFIED"))
+        if not req.HasField("reported_at"):
+            out.append(FieldViolation("reported_at", "required: the business time the outcome became known"))
+        else:
+            self._check_time(out, "reported_at", req.reported_at, now_us)
+        _check_id(out, "account_id", req.account_id, required=False)
+        _check_id(out, "counterparty_id", req.counterparty_id, required=False)
+        _check_text(out, "analyst", req.analyst)
+        if len(req.note) > 4096:
+            out.append(FieldViolation("note", "too long: at most 4096 characters"))
+        return out
+
+
+def _micros(ts: object) -> int:
+    return int(ts.seconds) * _US + int(ts.nanos) // 1000  # type: ignore[attr-defined]
+
+
+def _age_years(birth_us: int, event_us: int) -> int:
+    """Whole years between two UTC instants by calendar date (the rule encode_frame documents)."""
+    import datetime as dt
+
+    b = dt.datetime.fromtimestamp(birth_us / _US, tz=dt.UTC).date()
+    e = dt.datetime.fromtimestamp(event_us / _US, tz=dt.UTC).date()
+    return e.year - b.year - ((e.month, e.day) < (b.month, b.day))
+
+
+def encode_requests(reqs: Sequence[pb.ScoreRequest], config: FeatureConfig) -> np.ndarray:
+    """Transaction records for validated requests (one per request, in order)."""
+    batch = new_batch(len(reqs))
+    home = config.home_country
+    for i, req in enumerate(reqs):
+        t = req.transaction
+        row = batch[i]
+        event_us = _micros(t.event_time)
+        row["event_time_us"] = event_us
+        row["account_key"] = stable_key(t.account_id)
+        row["counterparty_key"] = stable_key(t.counterparty_id)
+        row["device_key"] = stable_key(t.device_id)
+        row["branch_key"] = stable_key(t.branch_id)
+        row["amount_minor"] = t.amount_minor
+        row["amount_fen"] = config.to_fen(t.currency, t.amount_minor)
+        row["mcc"] = int(t.merchant_category) if t.merchant_category else 0
+        row["txn_type"] = t.type
+        row["channel"] = t.channel
+        row["cross_border"] = int(
+            (bool(t.country) and t.country != home) or (bool(t.counterparty_country) and t.counterparty_country != home)
+        )
+        row["apply"] = 0 if req.dry_run else 1
+        if req.HasField("customer"):
+            c = req.customer
+            if c.HasField("birth_date"):
+                row["customer_age"] = _age_years(_micros(c.birth_date), event_us)
+            elif c.age > 0:
+                row["customer_age"] = c.age
+            row["account_opened_us"] = _micros(c.account_opened) if c.HasField("account_opened") else NO_TIME
+            row["balance_fen"] = (
+                config.to_fen(c.balance_currency or t.currency, c.balance_minor)
+                if c.balance_minor or c.balance_currency
+                else NO_BALANCE
+            )
+            row["risk_level"] = c.risk_level
+            row["is_employee"] = int(c.is_employee)
+    return batch

@@ -1,0 +1,133 @@
+"""The RiskScoring servicer: Score, ScoreBatch and ReportOutcome."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import grpc
+import numpy as np
+import structlog
+from outpost.v1 import outpost_pb2 as pb
+from outpost.v1 import outpost_pb2_grpc as pb_grpc
+
+from features import stable_key
+from server._requests import FieldViolation, RequestValidator, encode_requests, normalise_locale
+from server._responses import build_response
+from server._service import OutpostService
+from server._status import abort_exhausted, abort_invalid
+
+__all__ = ["RiskScoringServicer"]
+
+log = structlog.get_logger("outpost.scoring")
+
+_FRAUD_OUTCOMES = frozenset({pb.OUTCOME_CONFIRMED_FRAUD, pb.OUTCOME_CUSTOMER_DISSUADED})
+_CLEAN_OUTCOMES = frozenset({pb.OUTCOME_FALSE_POSITIVE, pb.OUTCOME_LEGITIMATE})
+
+
+def _now_us() -> int:
+    # Wall clock only to reject absurd timestamps; features never see it.
+    return time.time_ns() // 1000
+
+
+class RiskScoringServicer(pb_grpc.RiskScoringServicer):
+    """Scores transactions; every call is validated in full before anything changes."""
+
+    def __init__(self, service: OutpostService) -> None:
+        self._service = service
+        self._validator = RequestValidator(service.config, max_skew_days=service.settings.max_clock_skew_days)
+
+    async def _admit(self, context: grpc.aio.ServicerContext) -> None:
+        service = self._service
+        if not service.ready.is_set():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "Outpost is starting: rules and model are loading")
+        if service.in_flight >= service.settings.max_in_flight:
+            await abort_exhausted(context, "too many calls in flight; retry with backoff")
+
+    def _model_budget(self, context: grpc.aio.ServicerContext) -> tuple[bool, str]:
+        remaining = context.time_remaining()
+        if remaining is None or remaining * 1000.0 >= self._service.settings.model_min_budget_ms:
+            return True, ""
+        return False, "deadline"
+
+    async def Score(self, request: pb.ScoreRequest, context: grpc.aio.ServicerContext) -> pb.ScoreResponse:
+        await self._admit(context)
+        violations = self._validator.score_request(request, _now_us())
+        if violations:
+            await abort_invalid(context, violations)
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline already passed; not scored")
+        use_model, degraded = self._model_budget(context)
+        service = self._service
+        assert service.batcher is not None
+        record = encode_requests([request], service.config)
+        service.in_flight += 1
+        try:
+            return await service.batcher.score(request, record, use_model=use_model, degraded_reason=degraded)
+        finally:
+            service.in_flight -= 1
+
+    async def ScoreBatch(self, request: pb.ScoreBatchRequest,
+                         context: grpc.aio.ServicerContext) -> pb.ScoreBatchResponse:
+        await self._admit(context)
+        service = self._service
+        limit = service.settings.score_batch_max
+        if not request.requests:
+            await abort_invalid(context, [FieldViolation("requests", "must hold at least one ScoreRequest")])
+        if len(request.requests) > limit:
+            await abort_invalid(context, [FieldViolation(
+                "requests", f"at most {limit} transactions per call, got {len(request.requests)}; split the batch")])
+        now = _now_us()
+        violations: list[FieldViolation] = []
+        for i, req in enumerate(request.requests):
+            violations.extend(self._validator.score_request(req, now, prefix=f"requests[{i}]."))
+        if violations:
+            await abort_invalid(context, violations)
+        use_model, degraded = self._model_budget(context)
+        assert service.pipeline is not None and service.commit is not None
+        started = time.perf_counter_ns()
+        service.in_flight += 1
+        try:
+            records = encode_requests(request.requests, service.config)
+            ids = [r.transaction.transaction_id for r in request.requests]
+            decisions = service.pipeline.run(
+                records, use_model=np.full(len(ids), use_model), txn_ids=ids
+            )
+            seq = service.commit.mark()
+            responses = [
+                build_response(i, ids[i], decisions, locale=normalise_locale(r.locale), explain=r.explain,
+                               policy=service.policy, degraded_reason=degraded)
+                for i, r in enumerate(request.requests)
+            ]
+            await service.commit.wait(seq)
+        finally:
+            service.in_flight -= 1
+        elapsed = (time.perf_counter_ns() - started) // 1000
+        for response in responses:
+            response.latency_us = elapsed
+        return pb.ScoreBatchResponse(responses=responses)
+
+    async def ReportOutcome(self, request: pb.ReportOutcomeRequest,
+                            context: grpc.aio.ServicerContext) -> pb.ReportOutcomeResponse:
+        await self._admit(context)
+        violations = self._validator.outcome_request(request, _now_us())
+        service = self._service
+        known = service.recent.get(request.transaction_id)
+        counterparty_key = stable_key(request.counterparty_id) if request.counterparty_id else None
+        if counterparty_key is None and known is not None:
+            counterparty_key = known[1]
+        if counterparty_key is None and not violations:
+            violations.append(FieldViolation(
+                "counterparty_id", "required: this server does not know the transaction, so name its counterparty"))
+        if violations:
+            await abort_invalid(context, violations)
+        assert service.engine is not None and service.commit is not None and counterparty_key is not None
+        reported_us = request.reported_at.seconds * 1_000_000 + request.reported_at.nanos // 1000
+        if counterparty_key and (request.outcome in _FRAUD_OUTCOMES or request.outcome in _CLEAN_OUTCOMES):
+            service.engine.record_outcome(counterparty_key, reported_us, request.outcome in _FRAUD_OUTCOMES)
+            await service.commit.wait(service.commit.mark())
+        for sink in service.outcome_sinks:
+            sink(request)
+        log.info("outcome", incident=uuid.uuid4().hex[:8], outcome=pb.Outcome.Name(request.outcome))
+        return pb.ReportOutcomeResponse(transaction_id=request.transaction_id, accepted=True)

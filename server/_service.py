@@ -1,0 +1,176 @@
+"""The running service: settings turned into loaded rules, models, state, pipeline and batcher."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from features import FeatureConfig, FeatureEngine, new_batch
+from models import ModelRunner, default_model_dir
+from rules_engine import RuleSet
+from server._batcher import MicroBatcher
+from server._durability import GroupCommit
+from server._errors import StartupError
+from server._pipeline import Decisions, ScoringPipeline, Snapshot
+from server._policy import ActionPolicy
+from server._settings import Settings
+
+__all__ = ["OutpostService", "RuleHitCounter", "feature_config"]
+
+log = structlog.get_logger("outpost.service")
+
+
+def feature_config(settings: Settings) -> FeatureConfig:
+    return FeatureConfig(home_country=settings.home_country)
+
+
+class RuleHitCounter:
+    """Hits per rule (shadow included) since the current rule set was installed."""
+
+    def __init__(self, n_rules: int, version: str) -> None:
+        self.version = version
+        self.counts = np.zeros(n_rules, dtype=np.int64)
+
+    def record(self, txn_ids: object, txns: np.ndarray, decisions: Decisions) -> None:
+        if decisions.snapshot.rules.version == self.version and decisions.hits.size:
+            self.counts += decisions.hits.sum(axis=0, dtype=np.int64)
+
+
+class _RecentTransactions:
+    """Bounded map transaction_id -> (account_key, counterparty_key) for outcome reports of recent scores."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._items: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._capacity = capacity
+
+    def record(self, txn_ids: list[str], txns: np.ndarray, decisions: Decisions) -> None:
+        keys = zip(txns["account_key"].tolist(), txns["counterparty_key"].tolist(), strict=True)
+        for txn_id, pair, applied in zip(txn_ids, keys, txns["apply"].tolist(), strict=True):
+            if applied:
+                self._items[txn_id] = pair
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+    def get(self, txn_id: str) -> tuple[int, int] | None:
+        return self._items.get(txn_id)
+
+
+@dataclass
+class OutpostService:
+    """Everything a servicer needs, built from one Settings object."""
+
+    settings: Settings
+    config: FeatureConfig
+    policy: ActionPolicy
+    engine: FeatureEngine | None = None
+    pipeline: ScoringPipeline | None = None
+    batcher: MicroBatcher | None = None
+    commit: GroupCommit | None = None
+    hits: RuleHitCounter | None = None
+    recent: _RecentTransactions = field(default_factory=_RecentTransactions)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: int = 0
+    outcome_sinks: list[Callable[[object], None]] = field(default_factory=list)
+    started_at: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def create(cls, settings: Settings) -> OutpostService:
+        return cls(settings=settings, config=feature_config(settings), policy=ActionPolicy.load(settings.policy_path))
+
+    # -- loading (runs in a worker thread, off the event loop) ---------------------------------------------
+    def load(self) -> None:
+        settings = self.settings
+        rules = load_rules(settings.rules_path)
+        model = load_model(settings.model_dir)
+        challenger = ModelRunner.load(settings.challenger_model_dir) if settings.challenger_model_dir else None
+        if challenger is not None:
+            challenger.warm()
+        data_dir = settings.data_dir / "state" if settings.state_backend == "embedded" else None
+        if data_dir is not None and settings.durability != "none":
+            data_dir.mkdir(parents=True, exist_ok=True)
+        engine = FeatureEngine.open(
+            self.config,
+            backend=settings.state_backend,
+            data_dir=data_dir if settings.durability != "none" else None,
+            redis_url=settings.redis_url or None,
+        )
+        pipeline = ScoringPipeline(engine=engine, snapshot=Snapshot(rules, model, challenger), policy=self.policy)
+        self.hits = RuleHitCounter(len(rules.rules), rules.version)
+        pipeline.add_sink(self.hits)
+        pipeline.add_sink(self.recent)  # type: ignore[arg-type]
+        _warm(pipeline)
+        self.engine, self.pipeline = engine, pipeline
+        self.commit = GroupCommit(lambda fsync: engine.sync(fsync=fsync), settings.durability)
+        self.batcher = MicroBatcher(
+            pipeline, lambda: self.policy, self.commit,
+            max_size=settings.batch_max, max_wait_us=settings.batch_wait_us, in_flight=lambda: self.in_flight,
+        )
+        log.info("loaded", ruleset_version=rules.version, rules=len(rules.rules), model_version=model.version,
+                 state_backend=settings.state_backend, durability=settings.durability,
+                 seconds=round(time.monotonic() - self.started_at, 3))
+
+    def install_rules(self, rules: RuleSet) -> str:
+        """Swap in a compiled rule set; returns the previous version."""
+        assert self.pipeline is not None
+        old = self.pipeline.snapshot
+        self.hits = RuleHitCounter(len(rules.rules), rules.version)
+        self.pipeline.add_sink(self.hits)
+        self.pipeline.swap(Snapshot(rules, old.model, old.challenger))
+        return old.rules.version
+
+    def install_model(self, model: ModelRunner) -> str:
+        assert self.pipeline is not None
+        old = self.pipeline.snapshot
+        self.pipeline.swap(Snapshot(old.rules, model, old.challenger))
+        return old.model_version
+
+    def close(self) -> None:
+        if self.commit is not None:
+            self.commit.close()
+        if self.engine is not None:
+            self.engine.close()
+
+    def audit(self, **entry: object) -> None:
+        """Append an admin change to the audit log (JSON lines, fsynced)."""
+        path = self.settings.data_dir / "audit.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entry = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **entry}
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            fh.flush()
+        log.info("audit", **entry)
+
+
+def load_rules(path: Path) -> RuleSet:
+    try:
+        return RuleSet.load(path)
+    except FileNotFoundError:
+        raise StartupError(f"rule file {path} not found (set OUTPOST_RULES_PATH)") from None
+
+
+def load_model(model_dir: Path | None) -> ModelRunner:
+    directory = model_dir or default_model_dir()
+    model = ModelRunner.load(directory)
+    model.warm()
+    return model
+
+
+def _warm(pipeline: ScoringPipeline) -> None:
+    """Compile every kernel on the path with dry-run rows, so the first real call is fast and changes nothing."""
+    for n in (1, 4):
+        batch = new_batch(n)
+        batch["event_time_us"] = 1_700_000_000_000_000
+        batch["account_key"] = np.arange(1, n + 1, dtype=np.uint64)
+        batch["amount_minor"] = batch["amount_fen"] = 10_000
+        batch["txn_type"] = 1
+        batch["channel"] = 1
+        batch["apply"] = 0
+        pipeline.run(batch)
