@@ -1,18 +1,46 @@
-"""Feature catalogue, transaction records and per-account state for Outpost."""
+"""Feature catalogue, transaction records and per-account state for Outpost.
+
+``FeatureEngine`` computes the catalogue features of each transaction from the account's state just before
+it, online (``score``/``commit``/``sync``) and offline (``replay``) through the same kernels.
+"""
 
 from features._catalogue import CATALOGUE, ENUMS, FEATURE_INDEX, FEATURE_NAMES, FeatureKind, FeatureSpec, feature_index
+from features._config import DEFAULT_RATES, FeatureConfig
+from features._encode import TABULAR_COLUMNS, encode_frame
+from features._engine import OUTCOME_DTYPE, FeatureEngine, StateBackend
+from features._errors import (
+    BackendError,
+    EncodingError,
+    EngineStateError,
+    FeatureConfigError,
+    FeatureError,
+    RecoveryError,
+)
 from features._schema import NO_BALANCE, NO_TIME, TXN_DTYPE, new_batch, stable_key
 
 __all__ = [
     "CATALOGUE",
+    "DEFAULT_RATES",
     "ENUMS",
     "FEATURE_INDEX",
     "FEATURE_NAMES",
     "NO_BALANCE",
     "NO_TIME",
+    "OUTCOME_DTYPE",
+    "TABULAR_COLUMNS",
     "TXN_DTYPE",
+    "BackendError",
+    "EncodingError",
+    "EngineStateError",
+    "FeatureConfig",
+    "FeatureConfigError",
+    "FeatureEngine",
+    "FeatureError",
     "FeatureKind",
     "FeatureSpec",
+    "RecoveryError",
+    "StateBackend",
+    "encode_frame",
     "feature_index",
     "new_batch",
     "stable_key",

@@ -85,7 +85,9 @@ def _spec(name: str, kind: FeatureKind, unit: str, en: str, zh: str, computed: s
 
 def _windows() -> list[FeatureSpec]:
     specs: list[FeatureSpec] = []
-    labels = {"1h": ("1 hour", "1小时"), "24h": ("24 hours", "24小时"), "7d": ("7 days", "7天"), "30d": ("30 days", "30天")}
+    labels = {
+        "1h": ("1 hour", "1小时"), "24h": ("24 hours", "24小时"), "7d": ("7 days", "7天"), "30d": ("30 days", "30天")
+    }
     for direction, en_dir, zh_dir in (("out", "outgoing", "转出"), ("in", "incoming", "转入")):
         for w, (en_w, zh_w) in labels.items():
             specs.append(
@@ -121,7 +123,8 @@ CATALOGUE: tuple[FeatureSpec, ...] = (
           "country or counterparty_country set and different from the home country (CN)"),
     _spec("is_round_amount", _B, "", "Whole multiple of 1,000 CNY", "整千元金额",
           "amount_cny >= 1000 and amount_cny is a whole multiple of 1000"),
-    _spec("is_just_under_threshold", _B, "", "Cash amount just under the reporting threshold", "现金金额略低于大额报告标准",
+    _spec("is_just_under_threshold", _B, "", "Cash amount just under the reporting threshold",
+          "现金金额略低于大额报告标准",
           "cash deposit or withdrawal with amount in [0.9 x threshold, threshold) (threshold 50,000 CNY)"),
     _spec("local_hour", _I, "hour", "Hour of day in Asia/Shanghai", "北京时间小时",
           "hour of event_time at UTC+8 (Asia/Shanghai has no daylight saving)"),
@@ -131,7 +134,8 @@ CATALOGUE: tuple[FeatureSpec, ...] = (
           "whole years from Customer.birth_date to event_time, else Customer.age, else -1", nonnegative=False),
     _spec("account_age_days", _F, "days", "Days since the account was opened (-1 when unknown)", "开户天数(未知为-1)",
           "(event_time - Customer.account_opened) in days", nonnegative=False),
-    _spec("risk_level", _E, "", "Customer risk level from KYC", "客户风险等级", "Customer.risk_level", enum="RiskLevel"),
+    _spec("risk_level", _E, "", "Customer risk level from KYC", "客户风险等级", "Customer.risk_level",
+          enum="RiskLevel"),
     _spec("is_employee", _B, "", "The customer is a bank employee", "本行员工", "Customer.is_employee"),
     _spec("balance_cny", _F, "CNY", "Balance before this transaction (-1 when unknown)", "交易前余额(元,未知为-1)",
           "Customer.balance_minor converted to CNY", nonnegative=False),
@@ -139,16 +143,20 @@ CATALOGUE: tuple[FeatureSpec, ...] = (
           "amount_cny / balance_cny for outflows with a known positive balance, else 0"),
     # --- velocity over event-time windows ---------------------------------------------
     *_windows(),
-    _spec("cash_out_count_24h", _I, "transactions", "Cash withdrawals in the 24 hours before this one", "此前24小时内取现笔数",
+    _spec("cash_out_count_24h", _I, "transactions", "Cash withdrawals in the 24 hours before this one",
+          "此前24小时内取现笔数",
           "count of non-blocked CASH_WITHDRAWAL in (t-24h, t]"),
     _spec("cash_out_sum_24h", _F, "CNY", "Cash withdrawn in the 24 hours before this one", "此前24小时内取现金额(元)",
           "sum of non-blocked CASH_WITHDRAWAL amounts in (t-24h, t]"),
-    _spec("cash_branches_24h", _I, "branches", "Distinct branches of cash withdrawals in the last 24 hours, this one included",
+    _spec("cash_branches_24h", _I, "branches",
+          "Distinct branches of cash withdrawals in the last 24 hours, this one included",
           "24小时内(含本笔)取现网点数",
           "distinct branch_id over CASH_WITHDRAWAL events in (t-24h, t] plus this one if it is a withdrawal"),
-    _spec("fan_out_24h", _I, "accounts", "Distinct counterparties paid in the 24 hours before this one", "此前24小时内转出对手账户数",
+    _spec("fan_out_24h", _I, "accounts", "Distinct counterparties paid in the 24 hours before this one",
+          "此前24小时内转出对手账户数",
           "distinct counterparty_id over outflows in (t-24h, t]"),
-    _spec("fan_out_7d", _I, "accounts", "Distinct counterparties paid in the 7 days before this one", "此前7天内转出对手账户数",
+    _spec("fan_out_7d", _I, "accounts", "Distinct counterparties paid in the 7 days before this one",
+          "此前7天内转出对手账户数",
           "distinct counterparty_id over outflows in (t-7d, t]"),
     _spec("fan_in_24h", _I, "accounts", "Distinct payers in the 24 hours before this one", "此前24小时内转入对手账户数",
           "distinct counterparty_id over inflows in (t-24h, t]"),
@@ -161,7 +169,8 @@ CATALOGUE: tuple[FeatureSpec, ...] = (
           "距上一笔交易秒数(无则为-1)", "t - event_time of the latest earlier event", nonnegative=False),
     _spec("days_dormant", _F, "days", "Days without any transaction before this one (0 when none before)",
           "此前静默天数(无历史为0)", "max(0, seconds_since_last) / 86400"),
-    _spec("txn_count_total", _I, "transactions", "Transactions of the account ever seen before this one", "历史交易总笔数",
+    _spec("txn_count_total", _I, "transactions", "Transactions of the account ever seen before this one",
+          "历史交易总笔数",
           "count of all earlier accepted events, blocked attempts included"),
     _spec("is_new_counterparty", _B, "", "First time this account deals with this counterparty", "首次与该对手交易",
           "counterparty_id set and never seen on this account before"),
@@ -173,9 +182,11 @@ CATALOGUE: tuple[FeatureSpec, ...] = (
     _spec("under_threshold_count_7d", _I, "transactions", "Cash amounts just under the reporting threshold in 7 days",
           "7天内略低于大额报告标准的现金交易笔数",
           "count of cash events in (t-7d, t] with is_just_under_threshold"),
-    _spec("night_count_7d", _I, "transactions", "Night-time transactions in the 7 days before this one", "此前7天内凌晨交易笔数",
+    _spec("night_count_7d", _I, "transactions", "Night-time transactions in the 7 days before this one",
+          "此前7天内凌晨交易笔数",
           "count of events in (t-7d, t] with local hour < 6"),
-    _spec("counterparty_fraud_reports", _I, "reports", "Confirmed-fraud outcomes on this counterparty known at event time",
+    _spec("counterparty_fraud_reports", _I, "reports",
+          "Confirmed-fraud outcomes on this counterparty known at event time",
           "截至交易时该对手已确认欺诈次数",
           "count of CONFIRMED_FRAUD outcomes for this counterparty with reported_at <= t"),
     _spec("counterparty_fraud_rate", _F, "ratio", "Share of labelled outcomes on this counterparty that were fraud",

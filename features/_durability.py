@@ -1,0 +1,262 @@
+"""Durability of the embedded state: an append-only log of applied rows and outcomes, plus periodic snapshots.
+
+Layout of a data directory::
+
+    FINGERPRINT                    settings that shape the state; reopening under other settings is refused
+    log-<first record>.opl         log segments: blocks of [magic, count, crc32, reserved] + LOG_DTYPE records
+    snap-<records covered>.npz     snapshots: every state array after the first N log records
+
+Group commit: ``append_*`` only buffers (under a lock, from the scoring thread); ``sync`` swaps the buffer,
+writes one block, fsyncs and returns how many records it made durable. A snapshot requested by the scoring
+thread is a copy of the arrays queued in the same buffer, so it is written by ``sync`` in log order, off the
+scoring thread; once it is durable, older segments and snapshots are deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from features._errors import RecoveryError
+from features._schema import TXN_DTYPE
+
+__all__ = ["KIND_OUTCOME", "KIND_TXN", "LOG_DTYPE", "DurableLog", "Recovered", "read_data_dir"]
+
+KIND_TXN = 0
+KIND_OUTCOME = 1
+# One log record: the transaction record as scored, or an outcome (txn.event_time_us = reported_at,
+# txn.counterparty_key = the counterparty, is_fraud).
+LOG_DTYPE = np.dtype(
+    [("txn", TXN_DTYPE), ("kind", np.uint8), ("blocked", np.uint8), ("is_fraud", np.uint8)], align=True
+)
+_MAGIC = b"OPL1"
+_HEADER = struct.Struct("<4sIII")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _segment_name(first: int) -> str:
+    return f"log-{first:016d}.opl"
+
+
+def _snapshot_name(covered: int) -> str:
+    return f"snap-{covered:016d}.npz"
+
+
+def _numbered(data_dir: Path, prefix: str, suffix: str) -> list[tuple[int, Path]]:
+    found = []
+    for path in data_dir.glob(f"{prefix}*{suffix}"):
+        digits = path.name[len(prefix) : -len(suffix)]
+        if digits.isdigit():
+            found.append((int(digits), path))
+    return sorted(found)
+
+
+@dataclass(slots=True)
+class _SnapshotJob:
+    covered: int
+    arrays: dict[str, np.ndarray]
+
+
+@dataclass(slots=True)
+class Recovered:
+    """What a data directory holds: the newest usable snapshot and the log records after it."""
+
+    snapshot: dict[str, np.ndarray] | None
+    covered: int  # log records included in the snapshot
+    records: np.ndarray  # LOG_DTYPE records after the snapshot, in log order
+    total: int  # log records in the directory (covered + len(records))
+
+
+def _read_segment(path: Path, truncate: bool) -> np.ndarray:
+    data = path.read_bytes()
+    parts: list[np.ndarray] = []
+    pos = 0
+    while pos + _HEADER.size <= len(data):
+        magic, count, crc, _ = _HEADER.unpack_from(data, pos)
+        end = pos + _HEADER.size + count * LOG_DTYPE.itemsize
+        if magic != _MAGIC or end > len(data):
+            break
+        payload = data[pos + _HEADER.size : end]
+        if zlib.crc32(payload) != crc:
+            break
+        parts.append(np.frombuffer(payload, dtype=LOG_DTYPE).copy())
+        pos = end
+    if pos != len(data):
+        if not truncate:
+            raise RecoveryError(f"log segment {path} is damaged at byte {pos} but is not the last one; restore it")
+        # A torn block at the tail was never acknowledged (sync() had not returned): drop it.
+        with path.open("r+b") as handle:
+            handle.truncate(pos)
+            handle.flush()
+            os.fsync(handle.fileno())
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=LOG_DTYPE)
+
+
+def _load_snapshot(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, zlib.error, EOFError):
+        return None
+    stored = arrays.pop("fingerprint", None)
+    if stored is None or str(stored) != fingerprint:
+        return None
+    return arrays
+
+
+def read_data_dir(data_dir: Path, fingerprint: str) -> Recovered:
+    """Find the newest valid snapshot and the log records after it; truncate a torn tail of the last segment."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    marker = data_dir / "FINGERPRINT"
+    if marker.exists():
+        if marker.read_text(encoding="utf-8") != fingerprint:
+            raise RecoveryError(
+                f"{data_dir} was written under other feature settings ({marker.read_text(encoding='utf-8')!r}, "
+                f"now {fingerprint!r}); use the original settings or a new data_dir"
+            )
+    else:
+        tmp = data_dir / "FINGERPRINT.tmp"
+        tmp.write_text(fingerprint, encoding="utf-8")
+        os.replace(tmp, marker)
+        _fsync_dir(data_dir)
+    snapshot: dict[str, np.ndarray] | None = None
+    covered = 0
+    for number, path in reversed(_numbered(data_dir, "snap-", ".npz")):
+        snapshot = _load_snapshot(path, fingerprint)
+        if snapshot is not None:
+            covered = number
+            break
+    segments = _numbered(data_dir, "log-", ".opl")
+    parts: list[np.ndarray] = []
+    total = covered
+    for index, (first, path) in enumerate(segments):
+        last = index == len(segments) - 1
+        nxt = segments[index + 1][0] if not last else None
+        if nxt is not None and nxt <= covered:
+            continue  # entirely inside the snapshot
+        records = _read_segment(path, truncate=last)
+        if first > total:
+            raise RecoveryError(f"log records {total}..{first - 1} are missing before {path}; restore them")
+        skip = max(0, covered - first)
+        parts.append(records[skip:])
+        total = max(total, first + len(records))
+    if snapshot is None and covered == 0 and segments and segments[0][0] != 0:
+        raise RecoveryError(f"no usable snapshot and the log starts at record {segments[0][0]}; restore the snapshot")
+    records = np.concatenate(parts) if parts else np.zeros(0, dtype=LOG_DTYPE)
+    return Recovered(snapshot=snapshot, covered=covered, records=records, total=covered + len(records))
+
+
+class DurableLog:
+    """Buffered, thread-safe writer of log records and snapshots into a data directory."""
+
+    def __init__(self, data_dir: Path, fingerprint: str, total: int) -> None:
+        self._dir = data_dir
+        self._fingerprint = fingerprint
+        self._lock = threading.Lock()  # guards the buffer and the record counter
+        self._io_lock = threading.Lock()  # one sync() at a time
+        self._buffer: list[np.ndarray | _SnapshotJob] = []
+        self._appended = total  # records appended (durable or buffered)
+        self._since_snapshot = 0
+        self._segment_first = total
+        self._file: BinaryIO | None = (data_dir / _segment_name(total)).open("ab")
+        _fsync_dir(data_dir)
+
+    @property
+    def records_since_snapshot(self) -> int:
+        """Records appended since the last snapshot was queued."""
+        return self._since_snapshot
+
+    def append(self, records: np.ndarray) -> None:
+        """Buffer LOG_DTYPE records (durable after the next sync())."""
+        if records.size == 0:
+            return
+        with self._lock:
+            self._buffer.append(records)
+            self._appended += len(records)
+            self._since_snapshot += len(records)
+
+    def append_snapshot(self, arrays: dict[str, np.ndarray]) -> None:
+        """Queue a snapshot of state that covers every record appended so far."""
+        with self._lock:
+            self._buffer.append(_SnapshotJob(covered=self._appended, arrays=arrays))
+            self._since_snapshot = 0
+
+    def sync(self) -> int:
+        """Write and fsync everything buffered; returns the number of records made durable."""
+        with self._io_lock:
+            with self._lock:
+                items, self._buffer = self._buffer, []
+            if self._file is None:
+                return 0
+            durable = 0
+            pending: list[np.ndarray] = []
+            for item in items:
+                if isinstance(item, _SnapshotJob):
+                    durable += self._write_block(pending)
+                    pending = []
+                    self._write_snapshot(item)
+                else:
+                    pending.append(item)
+            durable += self._write_block(pending)
+            return durable
+
+    def _write_block(self, pending: list[np.ndarray]) -> int:
+        assert self._file is not None
+        if not pending:
+            return 0
+        payload = np.concatenate(pending).tobytes()
+        count = len(payload) // LOG_DTYPE.itemsize
+        self._file.write(_HEADER.pack(_MAGIC, count, zlib.crc32(payload), 0) + payload)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        return count
+
+    def _write_snapshot(self, job: _SnapshotJob) -> None:
+        assert self._file is not None
+        final = self._dir / _snapshot_name(job.covered)
+        tmp = self._dir / (final.name + ".tmp")
+        with tmp.open("wb") as handle:
+            payload: dict[str, Any] = {"fingerprint": np.array(self._fingerprint), **job.arrays}
+            np.savez(handle, **payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        # The new segment starts where the snapshot ends; older files are garbage once the rename is durable.
+        self._file.close()
+        self._file = (self._dir / _segment_name(job.covered)).open("ab")
+        self._segment_first = job.covered
+        _fsync_dir(self._dir)
+        for number, path in _numbered(self._dir, "snap-", ".npz"):
+            if number < job.covered:
+                path.unlink(missing_ok=True)
+        for number, path in _numbered(self._dir, "log-", ".opl"):
+            if number < job.covered:
+                path.unlink(missing_ok=True)
+        _fsync_dir(self._dir)
+
+    def close(self) -> None:
+        """Flush everything and close the segment."""
+        self.sync()
+        with self._io_lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def iter_dir(self) -> Iterator[Path]:
+        """Files of the data directory (for diagnostics and tests)."""
+        return iter(sorted(self._dir.iterdir()))
