@@ -1,1 +1,34 @@
-"""Outpost rules_engine package."""
+"""Outpost's rule engine: an analyst's rule language compiled to one numba kernel.
+
+``RuleSet.load(path)`` reads a YAML rule file, checks every rule against the feature
+catalogue (rejecting the whole file with every error when anything is wrong), and compiles
+all conditions into one ``numba.njit(nogil=True, cache=True)`` kernel; ``RuleSet.evaluate``
+then returns the (n, R) hit matrix of a feature batch in one call. See docs/rules.md.
+"""
+
+from rules_engine._errors import (
+    RuleCasesError,
+    RuleCompileError,
+    RuleDiagnostic,
+    RuleError,
+    RuleEvaluationError,
+    RuleKernelError,
+)
+from rules_engine._kernel import CACHE_DIR_ENV, KernelOptions
+from rules_engine._model import ACTION_FLOORS, TYPOLOGIES, Rule
+from rules_engine._ruleset import RuleSet
+
+__all__ = [
+    "ACTION_FLOORS",
+    "CACHE_DIR_ENV",
+    "TYPOLOGIES",
+    "KernelOptions",
+    "Rule",
+    "RuleCasesError",
+    "RuleCompileError",
+    "RuleDiagnostic",
+    "RuleError",
+    "RuleEvaluationError",
+    "RuleKernelError",
+    "RuleSet",
+]
