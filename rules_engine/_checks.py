@@ -88,15 +88,15 @@ def value_range(node: ast.Expr) -> tuple[float, float]:
                 corners = [_mul(a, c), _mul(a, d), _mul(b, c), _mul(b, d)]
                 return (min(corners), max(corners))
             if c > 0.0 or d < 0.0:
-                corners: list[float] = []
+                quotients: list[float] = []
                 for x in (a, b):
                     for y in (c, d):
                         if math.isinf(x) and math.isinf(y):
                             # inf/inf stands for any huge/huge ratio: anything from 0 to inf of that sign.
-                            corners.extend((0.0, math.copysign(_INF, x) * math.copysign(1.0, y)))
+                            quotients.extend((0.0, math.copysign(_INF, x) * math.copysign(1.0, y)))
                         else:
-                            corners.append(x / y)
-                return (min(corners), max(corners))
+                            quotients.append(x / y)
+                return (min(quotients), max(quotients))
             return (-_INF, _INF)
         case ast.Call(function=function, args=args):
             ranges = [value_range(arg) for arg in args]
