@@ -7,6 +7,7 @@ from models._loading import load_transactions
 from models._reasons import model_reason
 from models._runner import ModelRunner, default_model_dir
 from models._simulator import TYPOLOGIES, SimulationConfig, simulate
+from models._training import TrainingConfig, TrainingResult, train_model
 
 __all__ = [
     "TYPOLOGIES",
@@ -17,10 +18,13 @@ __all__ = [
     "ModelRunner",
     "RegistryError",
     "SimulationConfig",
+    "TrainingConfig",
     "TrainingError",
+    "TrainingResult",
     "combine_scores",
     "default_model_dir",
     "load_transactions",
     "model_reason",
     "simulate",
+    "train_model",
 ]
