@@ -1,0 +1,68 @@
+"""The review loop: the decision log, the alert queue, outcomes, backtests and HTML reports with charts.
+
+Online, ``DecisionLog`` (or ``RedisDecisionLog``) and ``AlertSink`` are decision sinks of the server's
+pipeline; offline, ``run_backtest`` replays a labelled transaction file through the same feature engine,
+rules, model and policy, and ``backtest_report`` / ``investigation_report`` draw what analysts look at.
+See docs/review.md.
+"""
+
+from review._alerts import (
+    ALERT_STATES,
+    OUTCOMES,
+    Alert,
+    AlertConfig,
+    AlertEvent,
+    AlertReason,
+    AlertSink,
+    AlertStore,
+    outcome_name,
+)
+from review._decision_log import (
+    DECISION_SCHEMA,
+    DecisionLog,
+    DecisionLogConfig,
+    RedisDecisionLog,
+    read_decision_stream,
+    read_decisions,
+)
+from review._errors import (
+    AlertError,
+    AlertNotFoundError,
+    AlertStateError,
+    BacktestError,
+    DecisionLogError,
+    OutcomeDeliveryError,
+    ReportError,
+    ReviewError,
+)
+from review._outcomes import OutcomeReport, send_outcome
+from review._worker import WriterStats
+
+__all__ = [
+    "ALERT_STATES",
+    "DECISION_SCHEMA",
+    "OUTCOMES",
+    "Alert",
+    "AlertConfig",
+    "AlertError",
+    "AlertEvent",
+    "AlertNotFoundError",
+    "AlertReason",
+    "AlertSink",
+    "AlertStateError",
+    "AlertStore",
+    "BacktestError",
+    "DecisionLog",
+    "DecisionLogConfig",
+    "DecisionLogError",
+    "OutcomeDeliveryError",
+    "OutcomeReport",
+    "RedisDecisionLog",
+    "ReportError",
+    "ReviewError",
+    "WriterStats",
+    "outcome_name",
+    "read_decision_stream",
+    "read_decisions",
+    "send_outcome",
+]
