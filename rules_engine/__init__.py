@@ -6,6 +6,15 @@ all conditions into one ``numba.njit(nogil=True, cache=True)`` kernel; ``RuleSet
 then returns the (n, R) hit matrix of a feature batch in one call. See docs/rules.md.
 """
 
+from rules_engine._cases import (
+    ORDINARY_TRANSACTION,
+    CaseFailure,
+    RuleCase,
+    case_coverage,
+    load_cases,
+    parse_cases,
+    run_cases,
+)
 from rules_engine._errors import (
     RuleCasesError,
     RuleCompileError,
@@ -21,9 +30,12 @@ from rules_engine._ruleset import RuleSet
 __all__ = [
     "ACTION_FLOORS",
     "CACHE_DIR_ENV",
+    "ORDINARY_TRANSACTION",
     "TYPOLOGIES",
+    "CaseFailure",
     "KernelOptions",
     "Rule",
+    "RuleCase",
     "RuleCasesError",
     "RuleCompileError",
     "RuleDiagnostic",
@@ -31,4 +43,8 @@ __all__ = [
     "RuleEvaluationError",
     "RuleKernelError",
     "RuleSet",
+    "case_coverage",
+    "load_cases",
+    "parse_cases",
+    "run_cases",
 ]
