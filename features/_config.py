@@ -73,6 +73,7 @@ class FeatureConfig:
     rapid_in_out_cap: float = 10.0
     snapshot_every: int = 1_000_000
     initial_accounts: int = 1024
+    redis_key_prefix: str = "outpost"
 
     def __post_init__(self) -> None:
         rates: dict[str, str] = {}
@@ -110,6 +111,8 @@ class FeatureConfig:
             raise FeatureConfigError("rapid_in_out_cap", "must be > 0")
         if self.snapshot_every < 0:
             raise FeatureConfigError("snapshot_every", "must be >= 0 (0 = only explicit snapshots)")
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", self.redis_key_prefix):
+            raise FeatureConfigError("redis_key_prefix", "use 1-64 letters, digits, '_', '.' or '-'")
         if self.initial_accounts < 1:
             raise FeatureConfigError("initial_accounts", "must be >= 1")
 

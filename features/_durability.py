@@ -201,8 +201,8 @@ class DurableLog:
             self._buffer.append(_SnapshotJob(covered=self._appended, arrays=arrays))
             self._since_snapshot = 0
 
-    def sync(self) -> int:
-        """Write and fsync everything buffered; returns the number of records made durable."""
+    def sync(self, fsync: bool = True) -> int:
+        """Write (and with ``fsync``, fsync) everything buffered; returns the number of records written."""
         with self._io_lock:
             with self._lock:
                 items, self._buffer = self._buffer, []
@@ -212,15 +212,15 @@ class DurableLog:
             pending: list[np.ndarray] = []
             for item in items:
                 if isinstance(item, _SnapshotJob):
-                    durable += self._write_block(pending)
+                    durable += self._write_block(pending, fsync=True)
                     pending = []
                     self._write_snapshot(item)
                 else:
                     pending.append(item)
-            durable += self._write_block(pending)
+            durable += self._write_block(pending, fsync=fsync)
             return durable
 
-    def _write_block(self, pending: list[np.ndarray]) -> int:
+    def _write_block(self, pending: list[np.ndarray], *, fsync: bool) -> int:
         assert self._fd is not None
         if not pending:
             return 0
@@ -230,7 +230,8 @@ class DurableLog:
         while block:
             written = os.write(self._fd, block)
             block = block[written:]
-        os.fsync(self._fd)
+        if fsync:
+            os.fsync(self._fd)
         return count
 
     def _write_snapshot(self, job: _SnapshotJob) -> None:

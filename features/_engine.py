@@ -175,9 +175,13 @@ class FeatureEngine:
             record["is_fraud"] = bool(is_fraud)
             self._log.append(record)
 
-    def sync(self) -> int:
-        """Write and fsync the buffered log (thread-safe, meant for a worker thread); records made durable."""
-        return self._log.sync() if self._log is not None else 0
+    def sync(self, fsync: bool = True) -> int:
+        """Write the buffered log and fsync it (group commit; thread-safe, meant for a worker thread).
+
+        Returns the number of records written. With ``fsync=False`` they survive a process crash (they are in
+        the OS) but not a power loss. Without a data_dir (or on Redis) there is nothing to do and 0 is returned.
+        """
+        return self._log.sync(fsync) if self._log is not None else 0
 
     def snapshot(self) -> None:
         """Queue a snapshot of the current state; the next sync() writes it and drops the log before it."""

@@ -20,9 +20,11 @@ __all__ = [
     "IP_N",
     "META_N",
     "RAW_N",
+    "branch_codes",
     "commit_kernel",
     "finish_rows",
     "outcome_kernel",
+    "plan_blocked",
     "rehash_accounts",
     "rehash_seen",
     "score_kernel",
@@ -608,6 +610,59 @@ def _prune(slot: int, horizon: int, h_head: np.ndarray, h_n: np.ndarray, h_pmax:
 
 
 @_jit
+def plan_blocked(
+    ta: Arr, tc: Arr, td: Arr, tf: Arr, handles: Arr, blocked: Arr, row_ins: Arr, row_ewma: Arr, weight: float
+) -> tuple[Arr, Arr, Arr]:
+    """What blocking some applied rows of one call undoes (shared by the embedded and Redis backends).
+
+    remove[i]: bit 1 / bit 2 = forget the counterparty / device that blocked row i registered, unless a later
+    non-blocked row of the call uses it. ewma_set[i] marks the first blocked row of each account, and
+    ewma_value[i] is that account's typical amount recomputed without its blocked rows.
+    """
+    n = ta.size
+    remove = np.zeros(n, dtype=np.int8)
+    ewma_set = np.zeros(n, dtype=np.bool_)
+    ewma_value = np.zeros(n, dtype=np.float64)
+    first = {np.uint64(0): 0}
+    first.clear()
+    for i in range(n):
+        if handles[i] < 0:
+            continue
+        acct = ta[i]
+        if blocked[i]:
+            if acct not in first:
+                first[acct] = i
+                ewma_set[i] = True
+                ewma_value[i] = row_ewma[i]
+            for bit in (1, 2):
+                if row_ins[i] & bit:
+                    key = tc[i] if bit == 1 else td[i]
+                    keep = False
+                    for j in range(i + 1, n):
+                        same = (tc[j] if bit == 1 else td[j]) == key
+                        if handles[j] >= 0 and not blocked[j] and ta[j] == acct and same:
+                            keep = True
+                            break
+                    if not keep:
+                        remove[i] |= bit
+        elif acct in first:
+            j = first[acct]
+            ewma = ewma_value[j]
+            ewma_value[j] = tf[i] * 1.0 if ewma == 0.0 else ewma * (1.0 - weight) + tf[i] * weight
+    return remove, ewma_set, ewma_value
+
+
+@_jit
+def branch_codes(tb: Arr, ttype: Arr) -> Arr:
+    """The 32-bit branch code stored with each event (withdrawals only, else 0)."""
+    out = np.zeros(tb.size, dtype=np.uint32)
+    for i in range(tb.size):
+        if ttype[i] == 3:
+            out[i] = _branch32(tb[i])
+    return out
+
+
+@_jit
 def commit_kernel(
     ta: Arr, tc: Arr, td: Arr, tf: Arr, handles: Arr, blocked: Arr, any_blocked: bool, row_event: Arr,
     row_slot: Arr, row_ins: Arr, row_ewma: Arr, ip: Arr, fp: Arr, h_head: Arr, h_n: Arr, h_last: Arr,
@@ -617,35 +672,18 @@ def commit_kernel(
     n = ta.size
     weight = fp[FP_WEIGHT]
     if any_blocked:
-        dirty = {0: 0.0}
-        dirty.clear()
+        remove, ewma_set, ewma_value = plan_blocked(ta, tc, td, tf, handles, blocked, row_ins, row_ewma, weight)
         for i in range(n):
-            if handles[i] < 0:
+            if handles[i] < 0 or not blocked[i]:
                 continue
-            s = int(row_slot[i])
-            if blocked[i]:
-                if row_event[i] >= 0:
-                    e_flags[row_event[i]] |= FLAG_BLOCKED
-                if s not in dirty:
-                    dirty[s] = row_ewma[i]
-                for bit in (1, 2):
-                    if row_ins[i] & bit:
-                        key = tc[i] if bit == 1 else td[i]
-                        keep = False
-                        for j in range(i + 1, n):
-                            same = (tc[j] if bit == 1 else td[j]) == key
-                            if handles[j] >= 0 and not blocked[j] and ta[j] == ta[i] and same:
-                                keep = True
-                                break
-                        if not keep:
-                            h = _pair(ta[i], key, _TAG_CP if bit == 1 else _TAG_DEV)
-                            if _seen_delete(seen, h):
-                                meta[M_SEEN] -= 1
-            elif s in dirty:
-                ewma = dirty[s]
-                dirty[s] = tf[i] * 1.0 if ewma == 0.0 else ewma * (1.0 - weight) + tf[i] * weight
-        for s, value in dirty.items():
-            h_ewma[s] = value
+            if row_event[i] >= 0:
+                e_flags[row_event[i]] |= FLAG_BLOCKED
+            if remove[i] & 1 and _seen_delete(seen, _pair(ta[i], tc[i], _TAG_CP)):
+                meta[M_SEEN] -= 1
+            if remove[i] & 2 and _seen_delete(seen, _pair(ta[i], td[i], _TAG_DEV)):
+                meta[M_SEEN] -= 1
+            if ewma_set[i]:
+                h_ewma[row_slot[i]] = ewma_value[i]
     retention = ip[IP_RETENTION]
     sweep = ip[IP_SWEEP]
     for i in range(n):

@@ -1,38 +1,168 @@
-"""Redis state backend (work in progress): raises until the server-side script lands."""
+"""The Redis state backend: the same features from state kept in a Redis server, for several replicas.
+
+Each score() call is ONE round trip: a server-side Lua script (``_redis_score.lua``) reads and updates every
+row's account atomically, in order, and returns the raw aggregates that ``finish_rows`` (shared with the
+embedded backend) turns into features. commit() makes a second round trip only when some rows are blocked.
+Redis errors are translated into ``BackendError`` here and nowhere else.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+import redis
+import redis.exceptions
+
+from features import _kernels as k
 from features._config import FeatureConfig
-from features._errors import BackendError
+from features._embedded import N_FEATURES, kernel_params
+from features._errors import BackendError, EngineStateError
 
 __all__ = ["RedisState"]
 
+_HERE = Path(__file__).parent
+_EXTRA = 3  # handle, inserted bits, typical amount before the row
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    try:
+        yield
+    except redis.exceptions.ConnectionError as exc:
+        raise BackendError(
+            f"Redis unreachable while {action}: {exc}; check redis_url and that redis-server runs"
+        ) from exc
+    except redis.exceptions.RedisError as exc:
+        raise BackendError(f"Redis failed while {action}: {exc}") from exc
+
+
+def _hex(key: int) -> str:
+    return f"{key:016x}" if key else "0"
+
+
+@dataclass(slots=True)
+class _Pending:
+    handles: np.ndarray
+    inserted: np.ndarray
+    ewma_before: np.ndarray
+    members: list[str]
+
 
 class RedisState:
-    """Placeholder for the Redis backend."""
+    """Feature state in Redis under ``config.redis_key_prefix``; several engines may share one server."""
 
     def __init__(self, config: FeatureConfig, redis_url: str) -> None:
-        raise BackendError("the Redis backend is not available yet; use backend='embedded'")
+        self.config = config
+        self.ip, self.fp = kernel_params(config)
+        self._prefix = config.redis_key_prefix
+        self._weight = repr(config.typical_weight_float)
+        with _translated("connecting"):
+            self._redis: Any = redis.Redis.from_url(redis_url)
+            self._redis.ping()
+            self._score = self._redis.register_script((_HERE / "_redis_score.lua").read_text(encoding="utf-8"))
+            self._commit = self._redis.register_script((_HERE / "_redis_commit.lua").read_text(encoding="utf-8"))
+            self._outcome = self._redis.register_script((_HERE / "_redis_outcome.lua").read_text(encoding="utf-8"))
+        self._pending: _Pending | None = None
 
     @property
     def has_pending(self) -> bool:
-        """Never pending."""
-        return False
+        """True while applied rows of the last score() wait for commit()."""
+        return self._pending is not None
 
     def score(self, txns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Not implemented."""
-        raise BackendError("not available")
+        """Features before each row, applying rows with apply=1; see FeatureEngine.score."""
+        n = len(txns)
+        out = np.empty((n, N_FEATURES), dtype=np.float64)
+        if n == 0:
+            return out, np.zeros(0, dtype=np.int64)
+        tt = np.ascontiguousarray(txns["event_time_us"])
+        tf = np.ascontiguousarray(txns["amount_fen"])
+        ttype = np.ascontiguousarray(txns["txn_type"])
+        flags = k.txn_flags(tt, tf, ttype, self.ip)
+        branches = k.branch_codes(np.ascontiguousarray(txns["branch_key"]), ttype)
+        args: list[str] = [self._prefix, str(self.config.retention_us), self._weight, str(n)]
+        for i, row in enumerate(txns):
+            args += [
+                _hex(int(row["account_key"])), _hex(int(row["counterparty_key"])), _hex(int(row["device_key"])),
+                str(int(branches[i])), str(int(tt[i])), str(int(tf[i])), str(int(flags[i])),
+                "1" if row["apply"] else "0",
+            ]
+        with _translated("scoring"):
+            reply = self._score(args=args)
+        values = np.frombuffer(reply[0], dtype="<f8").reshape(n, k.RAW_N + _EXTRA)
+        raw = np.ascontiguousarray(values[:, : k.RAW_N])
+        k.finish_rows(
+            out, raw, tt, tf, np.ascontiguousarray(txns["balance_fen"]),
+            np.ascontiguousarray(txns["account_opened_us"]), np.ascontiguousarray(txns["mcc"]),
+            np.ascontiguousarray(txns["customer_age"]), ttype, np.ascontiguousarray(txns["channel"]),
+            np.ascontiguousarray(txns["risk_level"]), np.ascontiguousarray(txns["is_employee"]),
+            np.ascontiguousarray(txns["cross_border"]), self.ip, self.fp,
+        )
+        handles = values[:, k.RAW_N].astype(np.int64)
+        self._pending = _Pending(
+            handles=handles,
+            inserted=values[:, k.RAW_N + 1].astype(np.int8),
+            ewma_before=np.ascontiguousarray(values[:, k.RAW_N + 2]),
+            members=[m.decode() if isinstance(m, bytes) else str(m) for m in reply[1:]],
+        )
+        return out, handles
 
     def commit(self, txns: np.ndarray, handles: np.ndarray, blocked: np.ndarray) -> None:
-        """Not implemented."""
-        raise BackendError("not available")
+        """Finalise the last score(); blocked rows become attempts (a second round trip only if any)."""
+        pending = self._pending
+        if pending is None or not np.array_equal(pending.handles, handles):
+            raise EngineStateError(
+                "commit() must receive the transactions and handles of the last score() call, once; "
+                "call score() again for new transactions"
+            )
+        self._pending = None
+        if not blocked.any():
+            return
+        ta = np.ascontiguousarray(txns["account_key"])
+        tc = np.ascontiguousarray(txns["counterparty_key"])
+        td = np.ascontiguousarray(txns["device_key"])
+        remove, ewma_set, ewma_value = k.plan_blocked(
+            ta, tc, td, np.ascontiguousarray(txns["amount_fen"]), handles, blocked, pending.inserted,
+            pending.ewma_before, float(self.fp[k.FP_WEIGHT]),
+        )
+        args: list[str] = [self._prefix]
+        for i in np.flatnonzero(blocked & (handles >= 0)):
+            acct = _hex(int(ta[i]))
+            if pending.members[i]:
+                args += ["b", acct, pending.members[i]]
+            if remove[i] & 1:
+                args += ["s", acct, "c" + _hex(int(tc[i]))]
+            if remove[i] & 2:
+                args += ["s", acct, "d" + _hex(int(td[i]))]
+            if ewma_set[i]:
+                args += ["e", acct, f"{float(ewma_value[i]):.17g}"]
+        with _translated("committing blocked rows"):
+            self._commit(args=args)
 
     def record_outcome(self, counterparty_key: int, reported_at_us: int, is_fraud: bool) -> None:
-        """Not implemented."""
-        raise BackendError("not available")
+        """Remember a labelled outcome on a counterparty, with the business time it became known."""
+        with _translated("recording an outcome"):
+            self._outcome(args=[self._prefix, _hex(counterparty_key), str(reported_at_us), "1" if is_fraud else "0"])
 
     def stats(self) -> dict[str, int]:
-        """Not implemented."""
-        return {}
+        """Accounts, applied rows and outcomes under this prefix, and Redis's used memory."""
+        p = self._prefix
+        with _translated("reading statistics"):
+            accounts, applied, outcomes = self._redis.mget(f"{p}:accounts", f"{p}:applied", f"{p}:outcomes")
+            memory = self._redis.info("memory").get("used_memory", 0)
+        return {
+            "accounts": int(accounts or 0),
+            "applied": int(applied or 0),
+            "outcomes": int(outcomes or 0),
+            "state_bytes": int(memory),
+        }
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        with _translated("closing"):
+            self._redis.close()
