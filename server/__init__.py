@@ -2,7 +2,7 @@
 
 from server._app import OutpostApp, create_server, serve
 from server._errors import PolicyError, ServerError, SettingsError, StartupError
-from server._pipeline import DecisionSink, Decisions, ScoringPipeline, Snapshot, decide
+from server._pipeline import Decisions, DecisionSink, ScoringPipeline, Snapshot, decide
 from server._policy import ActionPolicy, ChannelPolicy
 from server._settings import Settings, load_settings
 

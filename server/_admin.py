@@ -12,6 +12,7 @@ from outpost.v1 import outpost_pb2_grpc as pb_grpc
 
 from models import ModelError, ModelRunner
 from rules_engine import RuleError, RuleSet
+from server._auth import current_principal
 from server._service import OutpostService
 
 __all__ = ["RiskAdminServicer", "reload_rules"]
@@ -20,12 +21,7 @@ log = structlog.get_logger("outpost.admin")
 
 
 def _caller(context: grpc.aio.ServicerContext | None) -> str:
-    if context is None:
-        return "local"
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-outpost-principal":
-            return str(value)
-    return "anonymous"
+    return current_principal.get() if context is not None else "local"
 
 
 async def reload_rules(service: OutpostService, *, text: str | None, source: str, who: str) -> pb.ReloadRulesResponse:
@@ -40,17 +36,20 @@ async def reload_rules(service: OutpostService, *, text: str | None, source: str
             rules = await loop.run_in_executor(None, RuleSet.load, service.settings.rules_path)
     except (RuleError, OSError) as exc:
         errors = [str(e) for e in getattr(exc, "errors", [])] or [str(exc)]
-        service.audit(actor=who, action="reload_rules", ok=False, source=source, previous_version=previous,
-                      errors=errors[:20])
+        service.audit(
+            actor=who, action="reload_rules", ok=False, source=source, previous_version=previous, errors=errors[:20]
+        )
         return pb.ReloadRulesResponse(ok=False, ruleset_version=previous, previous_version=previous, errors=errors)
     previous = service.install_rules(rules)
-    service.audit(actor=who, action="reload_rules", ok=True, source=source, version=rules.version,
-                  previous_version=previous)
-    return pb.ReloadRulesResponse(ok=True, ruleset_version=rules.version, previous_version=previous,
-                                  rule_count=len(rules.rules))
+    service.audit(
+        actor=who, action="reload_rules", ok=True, source=source, version=rules.version, previous_version=previous
+    )
+    return pb.ReloadRulesResponse(
+        ok=True, ruleset_version=rules.version, previous_version=previous, rule_count=len(rules.rules)
+    )
 
 
-class RiskAdminServicer(pb_grpc.RiskAdminServicer):
+class RiskAdminServicer(pb_grpc.RiskAdminServicer):  # type: ignore[misc]
     """Administration of a running Outpost."""
 
     def __init__(self, service: OutpostService) -> None:
@@ -67,23 +66,36 @@ class RiskAdminServicer(pb_grpc.RiskAdminServicer):
         rules = service.pipeline.snapshot.rules
         counts = service.hits.counts if service.hits.version == rules.version else None
         english = request.locale == "en"
-        return pb.ListRulesResponse(ruleset_version=rules.version, rules=[
-            pb.RuleInfo(
-                id=r.id, description=r.description_en if english else r.description_zh, typology=r.typology,
-                mode=r.mode, score=r.score, action_floor=r.action_floor,  # type: ignore[arg-type]
-                channels=sorted(r.channels), hits=int(counts[i]) if counts is not None else 0, when=r.when,
-            )
-            for i, r in enumerate(rules.rules)
-        ])
+        return pb.ListRulesResponse(
+            ruleset_version=rules.version,
+            rules=[
+                pb.RuleInfo(
+                    id=r.id,
+                    description=r.description_en if english else r.description_zh,
+                    typology=r.typology,
+                    mode=r.mode,
+                    score=r.score,
+                    action_floor=r.action_floor,  # type: ignore[arg-type]
+                    channels=sorted(r.channels),  # type: ignore[arg-type]
+                    hits=int(counts[i]) if counts is not None else 0,
+                    when=r.when,
+                )
+                for i, r in enumerate(rules.rules)
+            ],
+        )
 
-    async def ReloadRules(self, request: pb.ReloadRulesRequest,
-                          context: grpc.aio.ServicerContext) -> pb.ReloadRulesResponse:
+    async def ReloadRules(
+        self, request: pb.ReloadRulesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReloadRulesResponse:
         await self._ready(context)
-        source = request.source_name or ("<admin rpc>" if request.rules_yaml else str(self._service.settings.rules_path))
+        source = request.source_name or (
+            "<admin rpc>" if request.rules_yaml else str(self._service.settings.rules_path)
+        )
         return await reload_rules(self._service, text=request.rules_yaml or None, source=source, who=_caller(context))
 
-    async def ReloadModel(self, request: pb.ReloadModelRequest,
-                          context: grpc.aio.ServicerContext) -> pb.ReloadModelResponse:
+    async def ReloadModel(
+        self, request: pb.ReloadModelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReloadModelResponse:
         await self._ready(context)
         service = self._service
         assert service.pipeline is not None
@@ -99,13 +111,21 @@ class RiskAdminServicer(pb_grpc.RiskAdminServicer):
         try:
             model = await loop.run_in_executor(None, load)
         except (ModelError, OSError) as exc:
-            service.audit(actor=_caller(context), action="reload_model", ok=False, requested=request.model_version,
-                          previous_version=previous, error=str(exc))
-            return pb.ReloadModelResponse(ok=False, model_version=previous, previous_version=previous,
-                                          errors=[str(exc)])
+            service.audit(
+                actor=_caller(context),
+                action="reload_model",
+                ok=False,
+                requested=request.model_version,
+                previous_version=previous,
+                error=str(exc),
+            )
+            return pb.ReloadModelResponse(
+                ok=False, model_version=previous, previous_version=previous, errors=[str(exc)]
+            )
         previous = service.install_model(model)
-        service.audit(actor=_caller(context), action="reload_model", ok=True, version=model.version,
-                      previous_version=previous)
+        service.audit(
+            actor=_caller(context), action="reload_model", ok=True, version=model.version, previous_version=previous
+        )
         return pb.ReloadModelResponse(ok=True, model_version=model.version, previous_version=previous)
 
     async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:
@@ -115,10 +135,13 @@ class RiskAdminServicer(pb_grpc.RiskAdminServicer):
         snap = service.pipeline.snapshot
         stats = service.engine.stats()
         return pb.GetStatusResponse(
-            ruleset_version=snap.rules.version, model_version=snap.model_version,
+            ruleset_version=snap.rules.version,
+            model_version=snap.model_version,
             challenger_version=snap.challenger.version if snap.challenger else "",
-            accounts=int(stats.get("accounts", 0)), transactions_applied=int(stats.get("applied", 0)),
-            state_backend=service.settings.state_backend, serving=True,
+            accounts=int(stats.get("accounts", 0)),
+            transactions_applied=int(stats.get("applied", 0)),
+            state_backend=service.settings.state_backend,
+            serving=True,
         )
 
 

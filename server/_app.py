@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 
@@ -14,11 +15,15 @@ from outpost.v1 import outpost_pb2 as pb
 from outpost.v1 import outpost_pb2_grpc as pb_grpc
 
 from server._admin import RiskAdminServicer, reload_rules
+from server._auth import TokenTable
 from server._errors import StartupError
+from server._interceptors import GatewayInterceptor
 from server._logging import configure_logging
+from server._metrics import Metrics
 from server._scoring import RiskScoringServicer
 from server._service import OutpostService
 from server._settings import Settings, load_settings
+from server._workers import WORKER_INDEX_ENV, supervise
 
 __all__ = ["OutpostApp", "create_server", "serve"]
 
@@ -37,10 +42,17 @@ class OutpostApp:
         self.settings = settings
         self.service = OutpostService.create(settings)
         self.health = health.aio.HealthServicer()
-        self.server = grpc.aio.server(options=[
-            ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
-            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-        ])
+        tokens = TokenTable.load(settings.auth_tokens_path) if settings.auth_tokens_path else None
+        self.metrics = Metrics()
+        self.service.metrics = self.metrics
+        self.server = grpc.aio.server(
+            interceptors=[GatewayInterceptor(tokens=tokens, metrics=self.metrics)],
+            options=[
+                # Several workers share the port; a single one must not silently share it with a stale process.
+                ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
+                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            ],
+        )
         pb_grpc.add_RiskScoringServicer_to_server(RiskScoringServicer(self.service), self.server)
         pb_grpc.add_RiskAdminServicer_to_server(RiskAdminServicer(self.service), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -64,6 +76,7 @@ class OutpostApp:
             port = self.server.add_secure_port(settings.addr, creds)
         else:
             port = self.server.add_insecure_port(settings.addr)
+        port = int(port)
         if port == 0:
             raise StartupError(f"could not bind {settings.addr}: is another process using the port?")
         return port
@@ -76,7 +89,8 @@ class OutpostApp:
         """Listen at once (health NOT_SERVING), then load rules, model and state off the loop."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
-        log.info("listening", addr=self.settings.addr, port=self.port)
+        self.metrics_port = self.metrics.serve(self.settings.metrics_addr) if self.settings.metrics_addr else None
+        log.info("listening", addr=self.settings.addr, port=self.port, metrics_port=self.metrics_port)
         self._load_task = asyncio.create_task(self._load())
 
     async def _load(self) -> None:
@@ -127,8 +141,11 @@ async def _serve_async(settings: Settings) -> None:
     await app.stop()
 
 
-def serve(settings: Settings | None = None) -> None:
-    """Run Outpost until SIGTERM or SIGINT; exits 0 after a graceful drain."""
+def serve(settings: Settings | None = None) -> int:
+    """Run Outpost until SIGTERM or SIGINT; returns 0 after a graceful drain."""
     settings = settings or load_settings()
     configure_logging(settings.log_level)
+    if settings.workers > 1 and WORKER_INDEX_ENV not in os.environ:
+        return supervise(settings)
     asyncio.run(_serve_async(settings))
+    return 0

@@ -58,8 +58,9 @@ class MicroBatcher:
         self.batches = 0
         self.rows = 0
 
-    async def score(self, request: pb.ScoreRequest, record: np.ndarray, *, use_model: bool,
-                    degraded_reason: str) -> pb.ScoreResponse:
+    async def score(
+        self, request: pb.ScoreRequest, record: np.ndarray, *, use_model: bool, degraded_reason: str
+    ) -> pb.ScoreResponse:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[pb.ScoreResponse] = loop.create_future()
         self._queue.append(_Pending(request, record, use_model, degraded_reason, time.perf_counter_ns(), future))
@@ -76,7 +77,7 @@ class MicroBatcher:
     def _drain(self) -> None:
         self._scheduled = False
         while self._queue:
-            batch, self._queue = self._queue[: self._max_size], self._queue[self._max_size:]
+            batch, self._queue = self._queue[: self._max_size], self._queue[self._max_size :]
             batch = [p for p in batch if not p.future.done()]  # cancelled calls are not scored
             if batch:
                 self._run(batch)
@@ -92,8 +93,13 @@ class MicroBatcher:
             responses = []
             for i, p in enumerate(batch):
                 response = build_response(
-                    i, ids[i], decisions, locale=normalise_locale(p.request.locale),
-                    explain=p.request.explain, policy=policy, degraded_reason=p.degraded_reason,
+                    i,
+                    ids[i],
+                    decisions,
+                    locale=normalise_locale(p.request.locale),
+                    explain=p.request.explain,
+                    policy=policy,
+                    degraded_reason=p.degraded_reason,
                 )
                 responses.append(response)
         except Exception as exc:

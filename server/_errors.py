@@ -1,9 +1,9 @@
 """Errors of the server package.
 
-    ServerError
-    ├── SettingsError      a configuration value is wrong; the message names the variable and how to fix it
-    ├── PolicyError        the action policy file is invalid
-    └── StartupError       a dependency (rules, model, state) could not be loaded at start-up
+ServerError
+├── SettingsError      a configuration value is wrong; the message names the variable and how to fix it
+├── PolicyError        the action policy file is invalid
+└── StartupError       a dependency (rules, model, state) could not be loaded at start-up
 """
 
 from __future__ import annotations

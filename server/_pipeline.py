@@ -104,8 +104,9 @@ class ScoringPipeline:
     def add_sink(self, sink: DecisionSink) -> None:
         self._sinks.append(sink)
 
-    def run(self, txns: np.ndarray, *, use_model: np.ndarray | None = None,
-            txn_ids: Sequence[str] | None = None) -> Decisions:
+    def run(
+        self, txns: np.ndarray, *, use_model: np.ndarray | None = None, txn_ids: Sequence[str] | None = None
+    ) -> Decisions:
         """Score ``txns`` in order, apply the rows whose ``apply`` flag is set, and return the decisions."""
         snap = self._snapshot  # one snapshot for the whole call
         n = len(txns)
@@ -184,7 +185,9 @@ def _merge(snap: Snapshot, n: int, parts: list[tuple[np.ndarray, Decisions]]) ->
         model_points=alloc(first.model_points),
         actions=alloc(first.actions),
         used_model=alloc(first.used_model),
-        challenger_probability=alloc(first.challenger_probability) if first.challenger_probability is not None else None,
+        challenger_probability=alloc(first.challenger_probability)
+        if first.challenger_probability is not None
+        else None,
     )
     for rows, d in parts:
         out.features[rows] = d.features

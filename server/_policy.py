@@ -115,5 +115,5 @@ def _channel_policy(table: object, where: str, fallback: ChannelPolicy | None) -
         raise PolicyError(f"{where}: thresholds must satisfy review <= challenge <= block, got {values}")
     fail_mode = table.get("fail_mode", fallback.fail_mode if fallback else "open")
     if fail_mode not in ("open", "closed"):
-        raise PolicyError(f"{where}: fail_mode must be \"open\" or \"closed\", got {fail_mode!r}")
+        raise PolicyError(f'{where}: fail_mode must be "open" or "closed", got {fail_mode!r}')
     return ChannelPolicy(fail_mode=fail_mode, **values)

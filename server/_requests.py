@@ -77,9 +77,11 @@ class RequestValidator:
             return None
         micros = seconds * _US + nanos // 1000
         if abs(micros - now_us) > self._max_skew_us:
-            out.append(FieldViolation(
-                path, f"too far from the current time (more than {self._max_skew_us // (86_400 * _US)} days away)"
-            ))
+            out.append(
+                FieldViolation(
+                    path, f"too far from the current time (more than {self._max_skew_us // (86_400 * _US)} days away)"
+                )
+            )
             return None
         return micros
 

@@ -43,10 +43,19 @@ def build_response(
         rule = rules.rules[j]
         points = float(decisions.rule_points[row, j])
         hit_ids.append(rule.id)
-        reasons.append((points, f"R_{rule.id}", pb.Reason(
-            code=f"R_{rule.id}", message=rules.reason(j, x, locale), source=pb.RULE,
-            contribution=round(points, 2), typology=rule.typology,
-        )))
+        reasons.append(
+            (
+                points,
+                rule.id,
+                pb.Reason(
+                    code=rule.id,
+                    message=rules.reason(j, x, locale),
+                    source=pb.RULE,
+                    contribution=round(points, 2),
+                    typology=rule.typology,
+                ),
+            )
+        )
         if points > best_guidance_points and (rule.guidance_zh or rule.guidance_en):
             text = rules.guidance(j, x, locale)
             if text:
@@ -57,10 +66,18 @@ def build_response(
         total = sum(c for _, c in contributions)
         for name, c in contributions:
             share = model_points * (c / total) if total > 0 else model_points / max(len(contributions), 1)
-            reasons.append((share, f"M_{name}", pb.Reason(
-                code=f"M_{name}", message=model_reason(name, float(x[FEATURE_INDEX[name]]), locale),
-                source=pb.MODEL, contribution=round(share, 2),
-            )))
+            reasons.append(
+                (
+                    share,
+                    f"M_{name}",
+                    pb.Reason(
+                        code=f"M_{name}",
+                        message=model_reason(name, float(x[FEATURE_INDEX[name]]), locale),
+                        source=pb.MODEL,
+                        contribution=round(share, 2),
+                    ),
+                )
+            )
     reasons.sort(key=lambda r: -r[0])
     seen: set[str] = set()
     ranked: list[pb.Reason] = []
@@ -71,10 +88,8 @@ def build_response(
         ranked.append(reason)
         if len(ranked) == _MAX_REASONS:
             break
-    if int(x[_CHANNEL]) == _TELLER and action > ALLOW:
-        guidance = guidance or policy.teller_text(action, locale)
-    else:
-        guidance = ""
+    at_counter = int(x[_CHANNEL]) == _TELLER and action > ALLOW
+    guidance = (guidance or policy.teller_text(action, locale)) if at_counter else ""
     response = pb.ScoreResponse(
         transaction_id=transaction_id,
         risk_score=int(decisions.risk[row]),

@@ -30,7 +30,7 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-class RiskScoringServicer(pb_grpc.RiskScoringServicer):
+class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
     """Scores transactions; every call is validated in full before anything changes."""
 
     def __init__(self, service: OutpostService) -> None:
@@ -68,16 +68,24 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):
         finally:
             service.in_flight -= 1
 
-    async def ScoreBatch(self, request: pb.ScoreBatchRequest,
-                         context: grpc.aio.ServicerContext) -> pb.ScoreBatchResponse:
+    async def ScoreBatch(
+        self, request: pb.ScoreBatchRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ScoreBatchResponse:
         await self._admit(context)
         service = self._service
         limit = service.settings.score_batch_max
         if not request.requests:
             await abort_invalid(context, [FieldViolation("requests", "must hold at least one ScoreRequest")])
         if len(request.requests) > limit:
-            await abort_invalid(context, [FieldViolation(
-                "requests", f"at most {limit} transactions per call, got {len(request.requests)}; split the batch")])
+            await abort_invalid(
+                context,
+                [
+                    FieldViolation(
+                        "requests",
+                        f"at most {limit} transactions per call, got {len(request.requests)}; split the batch",
+                    )
+                ],
+            )
         now = _now_us()
         violations: list[FieldViolation] = []
         for i, req in enumerate(request.requests):
@@ -91,13 +99,18 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):
         try:
             records = encode_requests(request.requests, service.config)
             ids = [r.transaction.transaction_id for r in request.requests]
-            decisions = service.pipeline.run(
-                records, use_model=np.full(len(ids), use_model), txn_ids=ids
-            )
+            decisions = service.pipeline.run(records, use_model=np.full(len(ids), use_model), txn_ids=ids)
             seq = service.commit.mark()
             responses = [
-                build_response(i, ids[i], decisions, locale=normalise_locale(r.locale), explain=r.explain,
-                               policy=service.policy, degraded_reason=degraded)
+                build_response(
+                    i,
+                    ids[i],
+                    decisions,
+                    locale=normalise_locale(r.locale),
+                    explain=r.explain,
+                    policy=service.policy,
+                    degraded_reason=degraded,
+                )
                 for i, r in enumerate(request.requests)
             ]
             await service.commit.wait(seq)
@@ -108,8 +121,9 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):
             response.latency_us = elapsed
         return pb.ScoreBatchResponse(responses=responses)
 
-    async def ReportOutcome(self, request: pb.ReportOutcomeRequest,
-                            context: grpc.aio.ServicerContext) -> pb.ReportOutcomeResponse:
+    async def ReportOutcome(
+        self, request: pb.ReportOutcomeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReportOutcomeResponse:
         await self._admit(context)
         violations = self._validator.outcome_request(request, _now_us())
         service = self._service
@@ -118,8 +132,11 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):
         if counterparty_key is None and known is not None:
             counterparty_key = known[1]
         if counterparty_key is None and not violations:
-            violations.append(FieldViolation(
-                "counterparty_id", "required: this server does not know the transaction, so name its counterparty"))
+            violations.append(
+                FieldViolation(
+                    "counterparty_id", "required: this server does not know the transaction, so name its counterparty"
+                )
+            )
         if violations:
             await abort_invalid(context, violations)
         assert service.engine is not None and service.commit is not None and counterparty_key is not None

@@ -19,6 +19,7 @@ from rules_engine import RuleSet
 from server._batcher import MicroBatcher
 from server._durability import GroupCommit
 from server._errors import StartupError
+from server._metrics import Metrics
 from server._pipeline import Decisions, ScoringPipeline, Snapshot
 from server._policy import ActionPolicy
 from server._settings import Settings
@@ -79,6 +80,7 @@ class OutpostService:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     in_flight: int = 0
     outcome_sinks: list[Callable[[object], None]] = field(default_factory=list)
+    metrics: Metrics | None = None
     started_at: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -106,16 +108,29 @@ class OutpostService:
         self.hits = RuleHitCounter(len(rules.rules), rules.version)
         pipeline.add_sink(self.hits)
         pipeline.add_sink(self.recent)  # type: ignore[arg-type]
+        if self.metrics is not None:
+            pipeline.add_sink(self.metrics)
+            self.metrics.set_versions(rules.version, model.version)
         _warm(pipeline)
         self.engine, self.pipeline = engine, pipeline
         self.commit = GroupCommit(lambda fsync: engine.sync(fsync=fsync), settings.durability)
         self.batcher = MicroBatcher(
-            pipeline, lambda: self.policy, self.commit,
-            max_size=settings.batch_max, max_wait_us=settings.batch_wait_us, in_flight=lambda: self.in_flight,
+            pipeline,
+            lambda: self.policy,
+            self.commit,
+            max_size=settings.batch_max,
+            max_wait_us=settings.batch_wait_us,
+            in_flight=lambda: self.in_flight,
         )
-        log.info("loaded", ruleset_version=rules.version, rules=len(rules.rules), model_version=model.version,
-                 state_backend=settings.state_backend, durability=settings.durability,
-                 seconds=round(time.monotonic() - self.started_at, 3))
+        log.info(
+            "loaded",
+            ruleset_version=rules.version,
+            rules=len(rules.rules),
+            model_version=model.version,
+            state_backend=settings.state_backend,
+            durability=settings.durability,
+            seconds=round(time.monotonic() - self.started_at, 3),
+        )
 
     def install_rules(self, rules: RuleSet) -> str:
         """Swap in a compiled rule set; returns the previous version."""

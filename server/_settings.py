@@ -60,15 +60,27 @@ class Settings:
         _check(self.max_in_flight >= 1, "max_in_flight", self.max_in_flight, "a whole number >= 1")
         _check(self.grace_seconds >= 0, "grace_seconds", self.grace_seconds, "seconds >= 0")
         _check(":" in self.addr, "addr", self.addr, "HOST:PORT, e.g. 127.0.0.1:50051")
-        _check(self.log_level in {"debug", "info", "warning", "error"}, "log_level", self.log_level,
-               "one of debug, info, warning, error")
+        _check(
+            self.log_level in {"debug", "info", "warning", "error"},
+            "log_level",
+            self.log_level,
+            "one of debug, info, warning, error",
+        )
         if self.state_backend == "redis":
-            _check(bool(self.redis_url), "redis_url", self.redis_url,
-                   "redis://HOST:PORT/DB (required when OUTPOST_STATE_BACKEND=redis)")
+            _check(
+                bool(self.redis_url),
+                "redis_url",
+                self.redis_url,
+                "redis://HOST:PORT/DB (required when OUTPOST_STATE_BACKEND=redis)",
+            )
         if self.workers > 1:
-            _check(self.state_backend == "redis", "workers", self.workers,
-                   "1 with the embedded state; more than one worker needs OUTPOST_STATE_BACKEND=redis because the "
-                   "embedded state lives in one process")
+            _check(
+                self.state_backend == "redis",
+                "workers",
+                self.workers,
+                "1 with the embedded state; more than one worker needs OUTPOST_STATE_BACKEND=redis because the "
+                "embedded state lives in one process",
+            )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SettingsError("OUTPOST_TLS_CERT and OUTPOST_TLS_KEY must be set together (PEM files)")
 
@@ -99,7 +111,9 @@ def _coerce(name: str, raw: object, annotation: Any) -> Any:
     args = get_args(annotation)
     if origin is Literal:
         if raw not in args:
-            raise SettingsError(f"OUTPOST_{name.upper()}={raw!r} is invalid: expected one of {', '.join(map(str, args))}")
+            raise SettingsError(
+                f"OUTPOST_{name.upper()}={raw!r} is invalid: expected one of {', '.join(map(str, args))}"
+            )
         return raw
     if type(None) in args:  # Optional[X]
         if raw in ("", None):
@@ -147,7 +161,9 @@ def load_settings(environ: Mapping[str, str] | None = None, config_file: Path | 
         section = data.get("outpost", data)
         unknown = sorted(set(section) - known)
         if unknown:
-            raise SettingsError(f"{path}: unknown settings {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
+            raise SettingsError(
+                f"{path}: unknown settings {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
+            )
         for key, raw in section.items():
             values[key] = _coerce(key, raw, hints[key])
     for name in known:

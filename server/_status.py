@@ -18,9 +18,14 @@ __all__ = ["abort_exhausted", "abort_internal", "abort_invalid", "invalid_argume
 def invalid_argument_status(violations: Sequence[FieldViolation], message: str = "") -> grpc.Status:
     """An INVALID_ARGUMENT status carrying a google.rpc.BadRequest that names every bad field."""
     detail = any_pb2.Any()
-    detail.Pack(error_details_pb2.BadRequest(field_violations=[
-        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description) for v in violations
-    ]))
+    detail.Pack(
+        error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in violations
+            ]
+        )
+    )
     fields = ", ".join(v.field for v in violations[:10])
     text = message or f"invalid request: {fields}" + (" ..." if len(violations) > 10 else "")
     return rpc_status.to_status(status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=text, details=[detail]))

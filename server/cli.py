@@ -47,11 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from server._app import serve
 
         try:
-            serve(settings)
+            return serve(settings)
         except ServerError as exc:
             print(f"outpost serve: {exc}", file=sys.stderr)
             return 2
-        return 0
     if command == "rules":
         from rules_engine import cli as rules_cli
 
@@ -62,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return models_cli.main([command, *rest])
     if command in {"backtest", "alerts", "report", "investigate"}:
         try:
-            from review import cli as review_cli
+            from review import cli as review_cli  # type: ignore[attr-defined,unused-ignore]
         except ImportError:
             print(f"outpost {command}: the review package is not installed", file=sys.stderr)
             return 2

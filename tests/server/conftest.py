@@ -118,7 +118,7 @@ def txn(
     *,
     amount_minor: int = 12_345,
     at: dt.datetime = BASE_TIME,
-    type: int = pb.TRANSACTION_TYPE_CARD_PAYMENT,  # noqa: A002 - proto field name
+    type: int = pb.TRANSACTION_TYPE_CARD_PAYMENT,
     channel: int = pb.CHANNEL_POS,
     counterparty: str = "merchant-coffee-1",
     currency: str = "CNY",

@@ -1,0 +1,126 @@
+"""One server interceptor for what every call shares: authentication and roles, malformed bodies, metrics,
+and the translation of unexpected exceptions into a safe INTERNAL status (no exception text leaves the server)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+
+from server._auth import OPEN_SERVICES, TokenTable, current_principal
+from server._metrics import Metrics
+from server._requests import FieldViolation
+from server._status import invalid_argument_status
+
+__all__ = ["GatewayInterceptor"]
+
+log = structlog.get_logger("outpost.gateway")
+security_log = structlog.get_logger("outpost.security")
+
+
+class _Malformed:
+    """Stands in for a request whose bytes are not a valid protobuf message."""
+
+
+_MALFORMED = _Malformed()
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:
+            return _MALFORMED
+
+    return parse
+
+
+class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Wraps every unary-unary handler of the Outpost services."""
+
+    def __init__(self, *, tokens: TokenTable | None, metrics: Metrics | None) -> None:
+        self._tokens = tokens
+        self._metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method: str = details.method
+        service = method.lstrip("/").split("/", 1)[0]
+        if handler is None or service in OPEN_SERVICES or handler.unary_unary is None:
+            return handler
+        behavior = handler.unary_unary
+        tokens, metrics = self._tokens, self._metrics
+        metadata = dict(details.invocation_metadata or ())
+        short = method.rsplit("/", 1)[-1]
+
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                if tokens is not None:
+                    principal = tokens.authenticate(str(metadata.get("authorization", "")))
+                    if principal is None:
+                        code = "UNAUTHENTICATED"
+                        security_log.warning("unauthenticated", method=method, peer=context.peer())
+                        if metrics:
+                            metrics.security.labels("unauthenticated").inc()
+                        await context.abort(
+                            grpc.StatusCode.UNAUTHENTICATED,
+                            "missing or unknown bearer token in 'authorization' metadata",
+                        )
+                    assert principal is not None  # abort() raised otherwise
+                    if not tokens.allowed(principal, service):
+                        code = "PERMISSION_DENIED"
+                        security_log.warning(
+                            "permission_denied", method=method, principal=principal.name, role=principal.role
+                        )
+                        if metrics:
+                            metrics.security.labels("permission_denied").inc()
+                        await context.abort(
+                            grpc.StatusCode.PERMISSION_DENIED, f"role {principal.role!r} may not call {service}"
+                        )
+                    current_principal.set(principal.name)
+                if request is _MALFORMED:
+                    code = "INVALID_ARGUMENT"
+                    await context.abort_with_status(
+                        invalid_argument_status(
+                            [FieldViolation("(body)", "not a valid protobuf message of the expected type")]
+                        )
+                    )
+                response = await behavior(request, context)
+                return response
+            except grpc.aio.AbortError:
+                raw = context.code()
+                if raw is not None:
+                    code = raw.name
+                if metrics and code == "INVALID_ARGUMENT":
+                    metrics.rejected.labels(short).inc()
+                if metrics and code == "RESOURCE_EXHAUSTED":
+                    metrics.shed.inc()
+                raise
+            except Exception:
+                code = "INTERNAL"
+                incident = uuid.uuid4().hex[:12]
+                log.exception("unhandled", method=method, incident=incident)
+                await context.abort(grpc.StatusCode.INTERNAL, f"internal error, incident {incident}; see server log")
+            finally:
+                if metrics:
+                    metrics.calls.labels(short, code).inc()
+                    metrics.latency.labels(short).observe(time.perf_counter() - started)
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=_lenient(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
