@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from outpost.v1 import outpost_pb2 as pb
 from outpost.v1 import outpost_pb2_grpc as pb_grpc
 
+from features import BackendError
 from server._admin import RiskAdminServicer, reload_rules
 from server._auth import TokenTable
 from server._errors import StartupError
@@ -59,6 +60,7 @@ class OutpostApp:
         reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), self.server)
         self.port = self._bind()
         self._load_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     def _bind(self) -> int:
         settings = self.settings
@@ -95,7 +97,27 @@ class OutpostApp:
 
     async def _load(self) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.service.load)
+        while True:
+            try:
+                await loop.run_in_executor(None, self.service.load)
+                break
+            except BackendError as exc:  # the state backend is not reachable yet: keep NOT_SERVING and retry
+                log.error("state_backend_unavailable", error=str(exc), retry_seconds=2)
+                self.metrics.dependency_up.labels("state").set(0)
+                await asyncio.sleep(2)
+        pipeline = self.service.pipeline
+        assert pipeline is not None
+
+        def state_changed(ok: bool) -> None:
+            self.metrics.dependency_up.labels("state").set(1 if ok else 0)
+            log.warning("state_backend_recovered" if ok else "state_backend_failed_scoring_degraded")
+            status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+            self._background.add(task := loop.create_task(self._set_health(status)))
+            task.add_done_callback(self._background.discard)
+
+        pipeline.on_state_change = state_changed
+        pipeline.on_error = lambda where, exc: log.error("dependency_error", where=where, error=str(exc))
+        self.metrics.dependency_up.labels("state").set(1)
         self.service.ready.set()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", seconds=round(time.monotonic() - self.service.started_at, 3))

@@ -55,6 +55,7 @@ class MicroBatcher:
         self._in_flight = in_flight
         self._queue: list[_Pending] = []
         self._scheduled = False
+        self._acks: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.rows = 0
 
@@ -99,7 +100,7 @@ class MicroBatcher:
                     locale=normalise_locale(p.request.locale),
                     explain=p.request.explain,
                     policy=policy,
-                    degraded_reason=p.degraded_reason,
+                    degraded_reason=p.degraded_reason or decisions.degraded_reason,
                 )
                 responses.append(response)
         except Exception as exc:
@@ -109,7 +110,10 @@ class MicroBatcher:
             return
         self.batches += 1
         self.rows += len(batch)
-        asyncio.get_running_loop().create_task(self._ack(batch, responses, seq))
+        # Keep a reference: the loop only holds tasks weakly.
+        task = asyncio.get_running_loop().create_task(self._ack(batch, responses, seq))
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
 
     async def _ack(self, batch: list[_Pending], responses: list[pb.ScoreResponse], seq: int) -> None:
         try:

@@ -15,10 +15,10 @@ from typing import Protocol
 
 import numpy as np
 
-from features import FEATURE_INDEX, FeatureEngine
+from features import FEATURE_INDEX, BackendError, FeatureEngine
 from models import ModelRunner, combine_scores
 from rules_engine import RuleSet
-from server._policy import BLOCK, ActionPolicy
+from server._policy import BLOCK, CHALLENGE, ActionPolicy
 
 __all__ = ["DecisionSink", "Decisions", "ScoringPipeline", "Snapshot", "decide"]
 
@@ -52,6 +52,7 @@ class Decisions:
     actions: np.ndarray  # (n,) int8, proto Action numbers
     used_model: np.ndarray  # (n,) bool
     challenger_probability: np.ndarray | None = None
+    degraded_reason: str = ""  # set when part of the pipeline was skipped for the whole batch
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -90,6 +91,10 @@ class ScoringPipeline:
         self._sinks = list(sinks)
         self._swap_lock = threading.Lock()
         self.on_error: Callable[[str, BaseException], None] | None = None
+        # Called with False when the state backend fails and with True when it answers again.
+        self.on_state_change: Callable[[bool], None] | None = None
+        self.state_ok = True
+        self._stateless: FeatureEngine | None = None
 
     @property
     def snapshot(self) -> Snapshot:
@@ -130,9 +135,45 @@ class ScoringPipeline:
         return decisions
 
     def _run_wave(self, snap: Snapshot, txns: np.ndarray, use_model: np.ndarray) -> Decisions:
-        features, handles = self.engine.score(txns)
+        try:
+            features, handles = self.engine.score(txns)
+        except BackendError as exc:
+            return self._without_state(snap, txns, use_model, exc)
         decisions = decide(snap, self.policy, features, use_model)
-        self.engine.commit(txns, handles, decisions.actions == BLOCK)
+        try:
+            self.engine.commit(txns, handles, decisions.actions == BLOCK)
+        except BackendError as exc:
+            return self._without_state(snap, txns, use_model, exc)
+        if not self.state_ok:
+            self._set_state_ok(True)
+        return decisions
+
+    def _set_state_ok(self, ok: bool) -> None:
+        self.state_ok = ok
+        if self.on_state_change is not None:
+            self.on_state_change(ok)
+
+    def _without_state(self, snap: Snapshot, txns: np.ndarray, use_model: np.ndarray, exc: BaseException) -> Decisions:
+        """The state backend failed: score on the transaction alone and apply each channel's fail mode.
+
+        Nothing is applied to the state (it is unreachable); the reply says ``degraded``. Channels whose policy
+        says ``fail_mode = "closed"`` get at least CHALLENGE.
+        """
+        if self.state_ok:
+            self._set_state_ok(False)
+            if self.on_error is not None:
+                self.on_error("state_backend", exc)
+        if self._stateless is None:
+            self._stateless = FeatureEngine.open(self.engine.config)
+        probe = txns.copy()
+        probe["apply"] = 0
+        features, _ = self._stateless.score(probe)
+        decisions = decide(snap, self.policy, features, use_model)
+        closed = np.array(
+            [self.policy.for_channel(int(c)).fail_mode == "closed" for c in txns["channel"].tolist()], dtype=bool
+        )
+        decisions.actions[closed] = np.maximum(decisions.actions[closed], CHALLENGE)
+        decisions.degraded_reason = "state_unavailable"
         return decisions
 
 
@@ -190,6 +231,7 @@ def _merge(snap: Snapshot, n: int, parts: list[tuple[np.ndarray, Decisions]]) ->
         else None,
     )
     for rows, d in parts:
+        out.degraded_reason = out.degraded_reason or d.degraded_reason
         out.features[rows] = d.features
         out.hits[rows] = d.hits
         out.probability[rows] = d.probability

@@ -109,7 +109,7 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
                     locale=normalise_locale(r.locale),
                     explain=r.explain,
                     policy=service.policy,
-                    degraded_reason=degraded,
+                    degraded_reason=degraded or decisions.degraded_reason,
                 )
                 for i, r in enumerate(request.requests)
             ]
