@@ -37,6 +37,14 @@ class GroupCommit:
         """Return once everything up to ``seq`` is durable under the configured policy."""
         if self._mode == "none":
             return
+        if self._mode == "write":
+            # A write into the OS page cache takes microseconds: do it inline rather than hop to a thread.
+            if self._durable < seq:
+                target = self._committed
+                self._sync(False)
+                self.syncs += 1
+                self._durable = target
+            return
         while self._durable < seq:
             if self._task is None or self._task.done():
                 self._round = asyncio.get_running_loop().create_future()

@@ -64,7 +64,7 @@ class DecisionSink(Protocol):
 
 def _waves(account_keys: np.ndarray) -> list[np.ndarray]:
     """Row indices split so that no account appears twice in one wave; order within an account is kept."""
-    if len(np.unique(account_keys)) == len(account_keys):
+    if len(account_keys) == 1 or len(np.unique(account_keys)) == len(account_keys):
         return [np.arange(len(account_keys))]
     seen: dict[int, int] = {}
     wave_of = np.empty(len(account_keys), dtype=np.int64)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numba
 import numpy as np
 
 from features import ENUMS
@@ -31,7 +32,7 @@ class ChannelPolicy:
     fail_mode: FailMode = "open"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class ActionPolicy:
     """Thresholds per channel, vectorised as lookup tables indexed by channel number."""
 
@@ -78,24 +79,31 @@ class ActionPolicy:
     def for_channel(self, channel: int) -> ChannelPolicy:
         return self.channels.get(channel, self.default)
 
-    def tables(self) -> np.ndarray:
-        """(max_channel+1, 3) int32 thresholds [review, challenge, block] indexed by channel number."""
+    def __post_init__(self) -> None:
         size = max(ENUMS["Channel"].values()) + 1
         table = np.empty((size, 3), dtype=np.int32)
         for channel in range(size):
             p = self.for_channel(channel)
             table[channel] = (p.review, p.challenge, p.block)
+        table.setflags(write=False)
+        object.__setattr__(self, "_table", table)
+
+    def tables(self) -> np.ndarray:
+        """(max_channel+1, 3) int32 thresholds [review, challenge, block] indexed by channel number."""
+        table: np.ndarray = object.__getattribute__(self, "_table")
         return table
 
     def actions(self, risk: np.ndarray, channels: np.ndarray, floors: np.ndarray) -> np.ndarray:
         """Action per row: the highest threshold reached, raised to the largest action floor of the row's hits."""
-        table = self.tables()
-        thresholds = table[np.clip(channels.astype(np.int64), 0, len(table) - 1)]
-        action = np.full(len(risk), ALLOW, dtype=np.int8)
-        action[risk >= thresholds[:, 0]] = REVIEW
-        action[risk >= thresholds[:, 1]] = CHALLENGE
-        action[risk >= thresholds[:, 2]] = BLOCK
-        return np.maximum(action, floors.astype(np.int8))
+        out = np.empty(len(risk), dtype=np.int8)
+        _actions_kernel(
+            np.ascontiguousarray(risk, dtype=np.int32),
+            np.ascontiguousarray(channels, dtype=np.float64),
+            np.ascontiguousarray(floors, dtype=np.int8),
+            self.tables(),
+            out,
+        )
+        return out
 
     def teller_text(self, action: int, locale: str) -> str:
         texts = self.teller_guidance.get(action, {})
@@ -117,3 +125,19 @@ def _channel_policy(table: object, where: str, fallback: ChannelPolicy | None) -
     if fail_mode not in ("open", "closed"):
         raise PolicyError(f'{where}: fail_mode must be "open" or "closed", got {fail_mode!r}')
     return ChannelPolicy(fail_mode=fail_mode, **values)
+
+
+@numba.njit(nogil=True, cache=True)  # type: ignore[misc]
+def _actions_kernel(
+    risk: np.ndarray, channels: np.ndarray, floors: np.ndarray, table: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    for i in range(risk.shape[0]):
+        channel = int(channels[i])
+        if channel < 0 or channel >= table.shape[0]:
+            channel = 0
+        action = ALLOW
+        # Thresholds are ordered review <= challenge <= block: one step up for each one reached.
+        for k in range(3):
+            if risk[i] >= table[channel, k]:
+                action += 1
+        out[i] = max(action, floors[i])
