@@ -129,9 +129,10 @@ class EmbeddedState:
             size = max(2 * a["e_time"].size, _pow2(int(meta[k.M_EVENTS]) + rows))
             for name in _ARENA:
                 a[name] = _grown(a[name], size)
+        # The seen set holds bare 64-bit hashes (8 bytes an entry), so it can run fuller: up to 3/4.
         need = int(meta[k.M_SEEN]) + 2 * rows
-        if 2 * need > a["seen"].size:
-            size = max(2 * a["seen"].size, _pow2(2 * need))
+        if 4 * need > 3 * a["seen"].size:
+            size = max(2 * a["seen"].size, _pow2((4 * need + 2) // 3))
             seen = np.zeros(size, dtype=np.uint64)
             k.rehash_seen(a["seen"], seen)
             a["seen"] = seen

@@ -92,7 +92,7 @@ def _times(df: pd.DataFrame, column: str, required: bool) -> np.ndarray:
                 row, column, f"cannot read {series.iloc[row]!r} as an ISO-8601 time or epoch microseconds"
             )
         utc = parsed.dt.tz_convert("UTC").dt.as_unit("us")
-        out = utc.astype("int64", copy=False).to_numpy(dtype=np.int64, na_value=0)
+        out = utc.astype("int64").to_numpy(dtype=np.int64, na_value=0)
     if missing.any():
         if required:
             raise EncodingError(_first_bad(missing), column, "a time is required")

@@ -176,6 +176,8 @@ def build_report(
             "errors": int((was_sent & (status != 0)).sum()),
             "ok_within_window": int(ok_in_time.sum()),
         },
+        # Every call of the run, warm-up and drain included (e.g. to divide the server's CPU time by).
+        "calls_total": {"sent": int((status != NOT_SENT).sum()), "ok": int((status == 0).sum())},
         "achieved_rate": achieved,
         "achieved_transactions_per_s": achieved * per_call,
         "latency_ms": _percentiles_ms(latency),

@@ -57,6 +57,7 @@ class SimulationConfig:
     seed: int = 7
     start: dt.date = dt.date(2026, 1, 1)  # local (Asia/Shanghai) date of the first simulated day
     fraud_scale: float = 1.0  # multiplies every typology's prevalence
+    unconfirmed_share: float = 0.08  # typology accounts whose fraud is never confirmed (labelled normal)
     prevalence: dict[str, float] = field(default_factory=lambda: dict(_DEFAULT_PREVALENCE))
 
     def __post_init__(self) -> None:
@@ -204,6 +205,10 @@ class _Population:
     employer: np.ndarray
     traveller: np.ndarray
     business: np.ndarray
+    business_scale: np.ndarray  # multiplies a business's typical cash deposit
+    collector: np.ndarray  # receives many small payments from many payers (shop, landlord, tutor, group buys)
+    night_owl: np.ndarray  # shift workers and night owls: much of their activity is at night
+    gamer: np.ndarray  # small digital-goods top-ups, often at night, in bursts
     activity: np.ndarray  # multiplies everyday rates
 
 
@@ -254,7 +259,11 @@ def _population(rng: np.random.Generator, cfg: SimulationConfig) -> _Population:
         pension=pension,
         employer=rng.integers(0, max(50, n // 40), n),
         traveller=rng.random(n) < 0.12,
-        business=rng.random(n) < 0.04,
+        business=rng.random(n) < 0.05,
+        business_scale=np.exp(0.6 * rng.standard_normal(n)),
+        collector=rng.random(n) < 0.025,
+        night_owl=rng.random(n) < 0.05,
+        gamer=(age < 35) & (rng.random(n) < 0.06),
         activity=np.exp(0.5 * rng.standard_normal(n)) * np.where(age >= 70, 0.6, 1.0),
     )
 
@@ -285,6 +294,12 @@ def _everyday(rng: np.random.Generator, cfg: SimulationConfig, pop: _Population,
         who = np.repeat(idx, counts)
         return who, rng.integers(0, days, who.size)
 
+    def owner_hours(who: np.ndarray) -> np.ndarray:
+        """Seconds into the local day: the everyday profile, or the night for night owls much of the time."""
+        m = who.size
+        night = pop.night_owl[who] & (rng.random(m) < 0.45)
+        return np.where(night, _hours(rng, m, _NIGHT_HOURS), _hours(rng, m, _DAY_PROFILE))
+
     def own_device(who: np.ndarray, day: np.ndarray, switch_day: np.ndarray) -> np.ndarray:
         device: np.ndarray = who * 2 + (day >= switch_day[who]).astype(np.int64)
         return device
@@ -300,8 +315,10 @@ def _everyday(rng: np.random.Generator, cfg: SimulationConfig, pop: _Population,
     abroad = pop.traveller[who] & (rng.random(m) < 0.06)
     country = np.where(abroad, rng.choice(_TRAVEL, m), _CN)
     online = channel != C_POS
+    # Abroad, local daytime in the Americas and Europe is night in Beijing.
+    shift = np.where(country == 7, 13 * 3600, np.where(country == 8, 8 * 3600, 0))
     ev.add(
-        acct=who, t=day * _DAY_S + _hours(rng, m, _DAY_PROFILE), type=T_CARD, channel=channel,
+        acct=who, t=day * _DAY_S + (owner_hours(who) + shift) % _DAY_S, type=T_CARD, channel=channel,
         amount=_lognormal_fen(rng, _MCC_MEDIAN[cat], _MCC_SIGMA[cat], m), cp_kind=CP_MERCHANT,
         cp_num=_MCCS[cat] * 10_000 + rng.integers(0, 400, m), mcc=_MCCS[cat],
         dev_kind=np.where(online, DEV_OWN, DEV_NONE), dev_num=np.where(online, own_device(who, day, switch_day), 0),
@@ -336,7 +353,7 @@ def _everyday(rng: np.random.Generator, cfg: SimulationConfig, pop: _Population,
     who, day = poisson(0.06 * pop.activity)
     m = who.size
     ev.add(
-        acct=who, t=day * _DAY_S + _hours(rng, m, _DAY_PROFILE), type=T_OUT,
+        acct=who, t=day * _DAY_S + owner_hours(who), type=T_OUT,
         channel=rng.choice(np.array([C_MOBILE, C_ONLINE]), size=m, p=[0.8, 0.2]),
         amount=_round_to(_lognormal_fen(rng, 1_500.0, 0.9, m), 10), cp_kind=CP_PERSON,
         cp_num=who * 4 + rng.integers(0, 3, m), dev_kind=DEV_OWN, dev_num=own_device(who, day, switch_day),
@@ -381,22 +398,61 @@ def _everyday(rng: np.random.Generator, cfg: SimulationConfig, pop: _Population,
     # Cash deposits: small businesses several times a week, sometimes just under the threshold.
     who, day = poisson(np.where(pop.business, 0.35, 0.01))
     m = who.size
-    amount = _round_to(_lognormal_fen(rng, np.where(pop.business[who], 12_000.0, 3_000.0), 0.7, m), 100)
-    amount = np.minimum(amount, 4_990_000)
+    amount = _round_to(_lognormal_fen(rng, np.where(pop.business[who], 12_000.0 * pop.business_scale[who], 3_000.0),
+                                      0.6, m), 100)
     ev.add(
         acct=who, t=day * _DAY_S + _hours(rng, m, _BUSINESS_HOURS), type=T_CASH_IN,
         channel=np.where(amount > 2_000_000, C_TELLER, rng.choice(np.array([C_TELLER, C_ATM]), m)), amount=amount,
         country=_CN, region=pop.region[who], branch=pop.home_branch[who],
     )
     # Legitimate-looking small virtual-asset purchases by a handful of customers (never confirmed as fraud).
-    dabblers = (rng.random(n) < 0.006).astype(np.float64)
-    who, day = poisson(0.03 * dabblers)
+    dabblers = (rng.random(n) < 0.015).astype(np.float64)
+    who, day = poisson(0.04 * dabblers)
     m = who.size
     ev.add(
-        acct=who, t=day * _DAY_S + _hours(rng, m, _DAY_PROFILE), type=T_VA, channel=C_MOBILE,
-        amount=_round_to(_lognormal_fen(rng, 1_500.0, 0.8, m), 10), cp_kind=CP_VASP, cp_num=rng.integers(0, 5, m),
+        acct=who, t=day * _DAY_S + owner_hours(who), type=T_VA, channel=C_MOBILE,
+        amount=_round_to(_lognormal_fen(rng, 2_500.0, 1.1, m), 10), cp_kind=CP_VASP, cp_num=rng.integers(0, 60, m),
         dev_kind=DEV_OWN, dev_num=own_device(who, day, switch_day), country=_CN,
         cp_country=np.where(rng.random(m) < 0.5, _CN, rng.choice(_OFFSHORE, m)), region=pop.region[who],
+    )
+
+    # Collectors (a small shop, a landlord, a tutor, a group-buy organiser): many payers, odd amounts, swept
+    # to suppliers in lumps. They look like mules and rented accounts, and are not.
+    who, day = poisson(0.7 * pop.collector)
+    m = who.size
+    ev.add(
+        acct=who, t=day * _DAY_S + owner_hours(who), type=T_IN, channel=C_ONLINE,
+        amount=_lognormal_fen(rng, 350.0, 1.0, m), cp_kind=CP_PERSON,
+        cp_num=np.where(rng.random(m) < 0.4, who * 4 + rng.integers(0, 3, m),
+                        2_000_000_000 + who * 64 + rng.integers(0, 64, m)),
+        country=_CN, cp_country=_CN, region=pop.region[who], bank=rng.choice(_DOMESTIC_BANKS, m),
+    )
+    who, day = poisson(0.08 * pop.collector)
+    m = who.size
+    ev.add(
+        acct=who, t=day * _DAY_S + owner_hours(who), type=T_OUT,
+        channel=rng.choice(np.array([C_MOBILE, C_ONLINE, C_API]), size=m, p=[0.5, 0.3, 0.2]),
+        amount=_round_to(_lognormal_fen(rng, 2_500.0, 0.8, m), 10), cp_kind=CP_SHELL,
+        cp_num=who * 4 + rng.integers(0, 4, m), dev_kind=DEV_OWN, dev_num=own_device(who, day, switch_day),
+        country=_CN, cp_country=_CN, region=pop.region[who], bank=rng.choice(_DOMESTIC_BANKS, m),
+    )
+
+    # Gamers: bursts of small digital-goods payments, mostly at night, sometimes from a new phone.
+    who, day = poisson(0.06 * pop.gamer)
+    m = who.size
+    burst = rng.integers(1, 6, m)
+    who, day = np.repeat(who, burst), np.repeat(day, burst)
+    start = np.repeat(np.where(rng.random(m) < 0.6, _hours(rng, m, _NIGHT_HOURS), _hours(rng, m, _DAY_PROFILE)),
+                      burst)
+    k = who.size
+    foreign = rng.random(k) < 0.15
+    ev.add(
+        acct=who, t=day * _DAY_S + (start + rng.integers(0, 900, k)) % _DAY_S, type=T_CARD,
+        channel=rng.choice(np.array([C_ONLINE, C_MOBILE]), size=k),
+        amount=_round_to(_lognormal_fen(rng, 30.0, 0.9, k), 1),
+        cp_kind=CP_MERCHANT, cp_num=5816 * 10_000 + rng.integers(0, 50, k), mcc=5816, dev_kind=DEV_OWN,
+        dev_num=own_device(who, day, switch_day), country=np.where(foreign, 7, _CN),
+        cp_country=np.where(foreign, rng.choice(np.array([7, 9, 6]), k), _CN), region=pop.region[who],
     )
 
 
@@ -563,9 +619,17 @@ class _Injector:
         self.quiet.append((acct, quiet_from, wake))
         t0 = wake * _DAY_S + int(rng.integers(8 * 3600, 22 * 3600))
         if not fraud:
+            large = rng.random() < 0.35  # back from abroad, an inheritance, a flat to buy: large and legitimate
+            amount = int(_round_to(_lognormal_fen(rng, 120_000.0 if large else 3_000.0, 0.8, 1), 10)[0])
             self.add(acct, np.array([t0]), "dormant_account", fraud=False, type=T_IN, channel=C_ONLINE,
-                     amount=_round_to(_lognormal_fen(rng, 3_000.0, 0.8, 1), 10), cp_kind=CP_PERSON,
-                     cp_num=acct * 4, cp_country=_CN, bank=int(rng.choice(_DOMESTIC_BANKS)))
+                     amount=amount, cp_kind=CP_PERSON, cp_num=acct * 4, cp_country=_CN,
+                     bank=int(rng.choice(_DOMESTIC_BANKS)))
+            if large:
+                self.add(acct, np.array([t0 + int(rng.integers(3600, 3 * _DAY_S))]), "dormant_account", fraud=False,
+                         type=T_OUT, channel=C_TELLER if rng.random() < 0.3 else C_ONLINE,
+                         amount=int(amount * rng.uniform(0.5, 0.9)) // 1000 * 1000, cp_kind=CP_SHELL,
+                         cp_num=int(self.new_cp()[0]), dev_kind=DEV_OWN, dev_num=acct * 2, cp_country=_CN,
+                         bank=int(rng.choice(_DOMESTIC_BANKS)))
             return
         amount = int(_round_to(_lognormal_fen(rng, 150_000.0, 0.8, 1), 100)[0])
         self.add(acct, np.array([t0]), "dormant_account", type=T_IN, channel=C_ONLINE, amount=amount,
@@ -594,13 +658,13 @@ class _Injector:
         merchants = rng.integers(0, 200, k)
         self.add(acct, t, "card_testing", type=T_CARD, channel=C_ONLINE,
                  amount=np.maximum(np.round(rng.uniform(0.5, 40, k) * 100), 50).astype(np.int64),
-                 cp_kind=CP_MERCHANT, cp_num=5999 * 10_000 + 5_000 + merchants, mcc=5999,
+                 cp_kind=CP_MERCHANT, cp_num=5999 * 10_000 + merchants, mcc=5999,
                  dev_kind=DEV_FRAUD, dev_num=dev, country=country, cp_country=country, region=0 if abroad else None)
         j = int(rng.integers(1, 5))
         big = rng.choice(np.array([5732, 5944, 5691]), j)
         self.add(acct, t[-1] + np.cumsum(rng.integers(60, 3 * 3600, j)), "card_testing", type=T_CARD,
                  channel=C_ONLINE, amount=_lognormal_fen(rng, 6_000.0, 0.6, j), cp_kind=CP_MERCHANT,
-                 cp_num=big * 10_000 + 5_000 + rng.integers(0, 50, j), mcc=big, dev_kind=DEV_FRAUD, dev_num=dev,
+                 cp_num=big * 10_000 + rng.integers(0, 400, j), mcc=big, dev_kind=DEV_FRAUD, dev_num=dev,
                  country=country, cp_country=country, region=0 if abroad else None)
 
     def gambling(self, acct: int) -> None:
@@ -801,6 +865,12 @@ def simulate(cfg: SimulationConfig) -> pd.DataFrame:
 
     if fraud_events._chunks:
         injected = fraud_events.table()
+        # Not every case is ever confirmed: some typology accounts keep normal labels, as in a bank's data.
+        culprits = np.concatenate([v for k, v in chosen.items() if k != "dormant_legit"])
+        unconfirmed = culprits[rng_fraud.random(culprits.size) < cfg.unconfirmed_share]
+        hidden = np.isin(injected["acct"], unconfirmed)
+        injected["fraud"][hidden] = 0
+        injected["typology"][hidden] = 0
         table = {k: np.concatenate([normal[k], injected[k]]) for k in _COLUMNS}
     else:
         table = normal

@@ -63,6 +63,7 @@ class LoadedKernel:
     function: KernelFunction
     path: Path
     digest: str
+    from_cache: bool  # numba loaded the machine code from its disk cache instead of compiling
 
 
 def _write_once(path: Path, source: str) -> None:
@@ -118,6 +119,7 @@ def load_kernel(source: str, options: KernelOptions) -> LoadedKernel:
     try:
         module = _import(path, _MODULE_PREFIX + digest)
         function: KernelFunction = getattr(module, KERNEL_NAME)
+        from_cache = sum(function.stats.cache_hits.values()) > 0  # type: ignore[attr-defined]
     except RuleKernelError:
         raise
     except Exception as error:  # numba's typing and lowering errors have no common base class
@@ -125,4 +127,4 @@ def load_kernel(source: str, options: KernelOptions) -> LoadedKernel:
             f"numba could not compile the rule kernel {path}: {type(error).__name__}: {error}; "
             "this is a bug in the rule compiler, please report it with the rule file"
         ) from error
-    return LoadedKernel(function=function, path=path, digest=digest)
+    return LoadedKernel(function=function, path=path, digest=digest, from_cache=from_cache)

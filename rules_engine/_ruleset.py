@@ -39,6 +39,8 @@ class RuleSet:
 
     ``version`` is ``"<file version>+<first 12 hex of sha256(file text)>"``; ``rules`` are in
     file order and index the columns of the hit matrix, ``active``/``weights``/``floors``.
+    ``kernel_path`` is the generated kernel source; ``kernel_from_cache`` tells whether numba
+    loaded it from its disk cache (a restart with the same rules) rather than compiling it.
     """
 
     __slots__ = (
@@ -50,6 +52,7 @@ class RuleSet:
         "active",
         "feature_names_used",
         "floors",
+        "kernel_from_cache",
         "kernel_path",
         "rules",
         "source",
@@ -75,6 +78,7 @@ class RuleSet:
         loaded = load_kernel(generate_kernel_source(kernel_rules), options or KernelOptions())
         self._kernel: KernelFunction = loaded.function
         self.kernel_path: Path = loaded.path
+        self.kernel_from_cache: bool = loaded.from_cache
         self.source: str = source
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
         self.version: str = f"{rule_file.version}+{digest}"

@@ -127,7 +127,7 @@ def _channel_policy(table: object, where: str, fallback: ChannelPolicy | None) -
     return ChannelPolicy(fail_mode=fail_mode, **values)
 
 
-@numba.njit(nogil=True, cache=True)  # type: ignore[misc]
+@numba.njit(nogil=True, cache=True)
 def _actions_kernel(
     risk: np.ndarray, channels: np.ndarray, floors: np.ndarray, table: np.ndarray, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled
