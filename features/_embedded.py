@@ -168,7 +168,7 @@ class EmbeddedState:
             row_ewma=np.empty(n, dtype=np.float64),
         )
         args = [
-            *txn_columns(txns), self.ip, self.fp,
+            np.ascontiguousarray(txns), self.ip, self.fp,
             a["acct_keys"], a["acct_slots"], a["h_head"], a["h_n"], a["h_last"], a["h_pmax"], a["h_count"],
             a["h_ewma"],
             a["e_time"], a["e_amount"], a["e_cp"], a["e_branch"], a["e_next"], a["e_flags"],
@@ -197,10 +197,8 @@ class EmbeddedState:
         self._pending = None
         a = self.a
         k.commit_kernel(
-            np.ascontiguousarray(txns["account_key"]), np.ascontiguousarray(txns["counterparty_key"]),
-            np.ascontiguousarray(txns["device_key"]), np.ascontiguousarray(txns["amount_fen"]),
-            handles, blocked, bool(blocked.any()), pending.row_event, pending.row_slot, pending.row_ins,
-            pending.row_ewma, self.ip, self.fp,
+            np.ascontiguousarray(txns), handles, blocked, bool(blocked.any()), pending.row_event, pending.row_slot,
+            pending.row_ins, pending.row_ewma, self.ip, self.fp,
             a["h_head"], a["h_n"], a["h_last"], a["h_pmax"], a["h_ewma"], a["e_time"], a["e_next"], a["e_flags"],
             a["seen"], self.meta,
         )

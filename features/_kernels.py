@@ -386,8 +386,7 @@ def finish_rows(out: np.ndarray, raw: np.ndarray, tt: np.ndarray, tf: np.ndarray
 # --- score: read features before each row, then apply it provisionally ---------------------------------------------
 @_jit
 def score_kernel(
-    tt: Arr, ta: Arr, tc: Arr, td: Arr, tb: Arr, tf: Arr, tbal: Arr, topen: Arr, tmcc: Arr, tage: Arr, ttype: Arr,
-    tch: Arr, trisk: Arr, temp: Arr, tcross: Arr, tapply: Arr,
+    txns: Arr,
     ip: Arr, fp: Arr,
     acct_keys: Arr, acct_slots: Arr, h_head: Arr, h_n: Arr, h_last: Arr, h_pmax: Arr, h_count: Arr, h_ewma: Arr,
     e_time: Arr, e_amount: Arr, e_cp: Arr, e_branch: Arr, e_next: Arr, e_flags: Arr,
@@ -397,7 +396,7 @@ def score_kernel(
     meta: Arr, out: Arr, handles: Arr, row_event: Arr, row_slot: Arr, row_ins: Arr, row_ewma: Arr,
 ) -> None:
     """Score rows in order; rows with apply=1 are applied provisionally (not blocked) before the next row."""
-    n = tt.size
+    n = txns.size
     raw = np.zeros(RAW_N)
     cap = 64
     k_out = np.empty(cap, dtype=np.uint64)
@@ -408,13 +407,14 @@ def score_kernel(
     f_br = np.ones(cap, dtype=np.uint8)
     weight = fp[FP_WEIGHT]
     for i in range(n):
-        t = tt[i]
-        acct = ta[i]
-        cp = tc[i]
-        dev = td[i]
-        fen = tf[i]
-        typ = int(ttype[i])
-        apply = tapply[i] != 0
+        row = txns[i]
+        t = row.event_time_us
+        acct = row.account_key
+        cp = row.counterparty_key
+        dev = row.device_key
+        fen = row.amount_fen
+        typ = int(row.txn_type)
+        apply = row.apply != 0
         raw[:] = 0.0
         slot = _table_find(acct_keys, acct_slots, acct)
         if slot < 0 and apply:
@@ -502,12 +502,12 @@ def score_kernel(
             a, b = _distinct(k_in, f_in, n_in)
             raw[R_FAN_IN_7] = a
             raw[R_FAN_IN_24] = b
-            if typ == 3 and tb[i] != _U0:
-                k_br[n_br] = np.uint64(_branch32(tb[i]))
+            if typ == 3 and row.branch_key != _U0:
+                k_br[n_br] = np.uint64(_branch32(row.branch_key))
                 n_br += 1
             a, b = _distinct(k_br, f_br, n_br)
             raw[R_BRANCHES] = a
-        elif typ == 3 and tb[i] != _U0:
+        elif typ == 3 and row.branch_key != _U0:
             raw[R_BRANCHES] = 1
         raw[R_COUNT] = count
         raw[R_EWMA] = ewma
@@ -532,8 +532,8 @@ def score_kernel(
                             raw[R_CP_TOTAL] += 1
                             raw[R_CP_REPORTS] += oe_fraud[oe]
                         oe = np.int64(oe_next[oe])
-        _finish(out[i], t, fen, tbal[i], topen[i], tmcc[i], tage[i], typ, tch[i], trisk[i], temp[i], tcross[i],
-                raw, ip, fp)
+        _finish(out[i], t, fen, row.balance_fen, row.account_opened_us, row.mcc, row.customer_age, typ, row.channel,
+                row.risk_level, row.is_employee, row.cross_border, raw, ip, fp)
         if not apply:
             handles[i] = -1
             row_event[i] = -1
@@ -558,7 +558,7 @@ def score_kernel(
             e_time[idx] = t
             e_amount[idx] = fen
             e_cp[idx] = cp
-            e_branch[idx] = _branch32(tb[i]) if typ == 3 else np.uint32(0)
+            e_branch[idx] = _branch32(row.branch_key) if typ == 3 else np.uint32(0)
             e_flags[idx] = _flags(t, fen, typ, ip)
             e_next[idx] = h_head[slot]
             h_head[slot] = idx
@@ -664,14 +664,24 @@ def branch_codes(tb: Arr, ttype: Arr) -> Arr:
 
 @_jit
 def commit_kernel(
-    ta: Arr, tc: Arr, td: Arr, tf: Arr, handles: Arr, blocked: Arr, any_blocked: bool, row_event: Arr,
+    txns: Arr, handles: Arr, blocked: Arr, any_blocked: bool, row_event: Arr,
     row_slot: Arr, row_ins: Arr, row_ewma: Arr, ip: Arr, fp: Arr, h_head: Arr, h_n: Arr, h_last: Arr,
     h_pmax: Arr, h_ewma: Arr, e_time: Arr, e_next: Arr, e_flags: Arr, seen: Arr, meta: Arr,
 ) -> None:
     """Finalise applied rows: blocked rows become attempts (out of sums, seen sets, typical amount); then prune."""
-    n = ta.size
+    n = txns.size
     weight = fp[FP_WEIGHT]
     if any_blocked:
+        ta = np.empty(n, dtype=np.uint64)
+        tc = np.empty(n, dtype=np.uint64)
+        td = np.empty(n, dtype=np.uint64)
+        tf = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            row = txns[i]
+            ta[i] = row.account_key
+            tc[i] = row.counterparty_key
+            td[i] = row.device_key
+            tf[i] = row.amount_fen
         remove, ewma_set, ewma_value = plan_blocked(ta, tc, td, tf, handles, blocked, row_ins, row_ewma, weight)
         for i in range(n):
             if handles[i] < 0 or not blocked[i]:
