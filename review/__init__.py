@@ -17,11 +17,13 @@ from review._alerts import (
     AlertStore,
     outcome_name,
 )
+from review._backtest import BacktestConfig, BacktestResult, RuleSetRun, run_backtest
 from review._decision_log import (
     DECISION_SCHEMA,
     DecisionLog,
     DecisionLogConfig,
     RedisDecisionLog,
+    account_key,
     read_decision_stream,
     read_decisions,
 )
@@ -36,6 +38,8 @@ from review._errors import (
     ReviewError,
 )
 from review._outcomes import OutcomeReport, send_outcome
+from review._paths import ReviewSinks, alerts_db_path, decision_log_dir, open_sinks
+from review._reports import backtest_report, investigation_report, read_scores
 from review._worker import WriterStats
 
 __all__ = [
@@ -51,7 +55,9 @@ __all__ = [
     "AlertSink",
     "AlertStateError",
     "AlertStore",
+    "BacktestConfig",
     "BacktestError",
+    "BacktestResult",
     "DecisionLog",
     "DecisionLogConfig",
     "DecisionLogError",
@@ -60,9 +66,19 @@ __all__ = [
     "RedisDecisionLog",
     "ReportError",
     "ReviewError",
+    "ReviewSinks",
+    "RuleSetRun",
     "WriterStats",
+    "account_key",
+    "alerts_db_path",
+    "backtest_report",
+    "decision_log_dir",
+    "investigation_report",
+    "open_sinks",
     "outcome_name",
     "read_decision_stream",
     "read_decisions",
+    "read_scores",
+    "run_backtest",
     "send_outcome",
 ]

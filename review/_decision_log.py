@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import redis
 import structlog
 
-from features import ENUMS, FEATURE_NAMES
+from features import ENUMS, FEATURE_NAMES, stable_key
 from review._errors import DecisionLogError
 from review._worker import BackgroundWriter, Overflow, WriterStats
 from server import Decisions
@@ -38,6 +38,7 @@ __all__ = [
     "DecisionLog",
     "DecisionLogConfig",
     "RedisDecisionLog",
+    "account_key",
     "decision_batches",
     "key_hex",
     "read_decision_stream",
@@ -91,6 +92,11 @@ DECISION_SCHEMA = pa.schema(
     ],
     metadata={"format": FORMAT_NAME},
 )
+
+
+def account_key(account_id: str) -> str:
+    """The 16-hex key under which the decision log and the alerts store an account (or counterparty) id."""
+    return f"{stable_key(account_id):016x}"
 
 
 def key_hex(keys: np.ndarray) -> pa.Array:
