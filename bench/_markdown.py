@@ -1,0 +1,336 @@
+"""docs/benchmarks.md from the measured figures: machine, targets met or not (and what limits them), details."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+from bench._modules import ModuleSection
+from bench._suite import BARE, OUTPOST, OUTPOST_NONE, OUTPOST_WRITE, Figures, Scenario, SuiteResult, median_of
+
+__all__ = ["render"]
+
+TARGET_RATIO_THROUGHPUT = 0.8
+TARGET_ADDED_P50_MS = 0.15
+TARGET_RATIO_OPEN_P99 = 1.5
+TARGET_BATCH_PER_CORE = 50_000.0
+TARGET_COLD_START_S = 3.0
+
+
+def _f(value: float, digits: int = 2) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:,.{digits}f}"
+
+
+def _med(scenario: Scenario | None, server: str, attribute: str) -> float:
+    if scenario is None:
+        return math.nan
+    return median_of(scenario.runs.get(server, []), attribute)
+
+
+def _met(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**yes**" if ok else "**no**")
+
+
+def _check(value: float, target: float, *, at_least: bool) -> bool | None:
+    if not math.isfinite(value):
+        return None
+    return value >= target if at_least else value <= target
+
+
+def _scenario_table(scenario: Scenario | None, *, batch: bool = False) -> list[str]:
+    if scenario is None:
+        return ["Not measured.", ""]
+    lines = [
+        f"Load: {scenario.load}. Median of {max((len(r) for r in scenario.runs.values()), default=0)} run(s); "
+        "latency from the intended send time (open loop) or the send time (closed loop). Machine load average "
+        f"(1 min) {scenario.load_average[0]:.1f} at the start, {scenario.load_average[1]:.1f} at the end.",
+        "",
+    ]
+    if batch:
+        lines += [
+            "| server | calls/s | transactions/s | transactions per server CPU-second | server CPU µs/transaction "
+            "| p50 ms | p99 ms | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+    else:
+        lines += [
+            "| server | calls/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | server CPU µs/call "
+            "| server cores busy | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+    for name, runs in scenario.runs.items():
+        if batch:
+            lines.append(
+                f"| {name} | {_f(median_of(runs, 'achieved_rate'), 1)} "
+                f"| {_f(median_of(runs, 'transactions_per_s'), 0)} "
+                f"| {_f(median_of(runs, 'transactions_per_cpu_s'), 0)} "
+                f"| {_f(median_of(runs, 'server_cpu_us_per_transaction'), 1)} | {_f(median_of(runs, 'p50_ms'), 2)} "
+                f"| {_f(median_of(runs, 'p99_ms'), 2)} | {sum(r.errors for r in runs)} |"
+            )
+        else:
+            cores = statistics.median(r.server_cpu_us_per_call * r.achieved_rate / 1e6 for r in runs)
+            lines.append(
+                f"| {name} | {_f(median_of(runs, 'achieved_rate'), 1)} | {_f(median_of(runs, 'p50_ms'), 3)} "
+                f"| {_f(median_of(runs, 'p90_ms'), 3)} | {_f(median_of(runs, 'p99_ms'), 3)} "
+                f"| {_f(median_of(runs, 'p99_9_ms'), 3)} | {_f(median_of(runs, 'max_ms'), 2)} "
+                f"| {_f(median_of(runs, 'server_cpu_us_per_call'), 1)} | {_f(cores, 2)} "
+                f"| {sum(r.errors for r in runs)} |"
+            )
+    lines.append("")
+    per_run = [
+        f"{name}: " + ", ".join(f"{r.achieved_rate:.0f}/s p50 {r.p50_ms:.3f} p99 {r.p99_ms:.3f}" for r in runs)
+        for name, runs in scenario.runs.items()
+    ]
+    lines += ["Every run: " + "; ".join(per_run) + ".", ""]
+    for name, runs in scenario.runs.items():
+        errors: dict[str, int] = {}
+        for r in runs:
+            for code, count in r.errors_by_status.items():
+                errors[code] = errors.get(code, 0) + count
+        if errors:
+            lines.append(f"Errors of {name} by status: {errors}.")
+        if any(r.payloads_exhausted for r in runs):
+            lines.append(f"Note: {name} used up the pre-built payloads in some runs; its rate is a lower bound.")
+    for name, failure in scenario.failures.items():
+        lines.append(f"{name} failed: `{failure}`")
+    if lines[-1] != "":
+        lines.append("")
+    return lines
+
+
+def _runs_of(scenario: Scenario | None, name: str) -> Sequence[Figures]:
+    return [] if scenario is None else scenario.runs.get(name, [])
+
+
+def render(result: SuiteResult, machine: list[tuple[str, str]], sections: Sequence[ModuleSection], *,
+           generated: str, load_at_end: tuple[float, float, float], seconds: float) -> str:
+    """The whole document."""
+    cfg = result.config
+    sat, one, open_, batch = result.saturation, result.one_in_flight, result.open_loop, result.batch
+
+    bare_rate, out_rate = _med(sat, BARE, "achieved_rate"), _med(sat, OUTPOST, "achieved_rate")
+    ratio_rate = out_rate / bare_rate if bare_rate else math.nan
+    bare_p50, out_p50 = _med(one, BARE, "p50_ms"), _med(one, OUTPOST, "p50_ms")
+    added_p50 = out_p50 - bare_p50
+    bare_p99, out_p99 = _med(open_, BARE, "p99_ms"), _med(open_, OUTPOST, "p99_ms")
+    ratio_p99 = out_p99 / bare_p99 if bare_p99 else math.nan
+    per_core = _med(batch, OUTPOST, "transactions_per_cpu_s")
+    batch_wall = _med(batch, OUTPOST, "transactions_per_s")
+    cold = statistics.median(result.cold_start_s) if result.cold_start_s else math.nan
+
+    out: list[str] = [
+        "# Benchmarks",
+        "",
+        f"Generated by `make bench` (`python -m bench{' --quick' if cfg.quick else ''}`) on {generated}, in "
+        f"{seconds / 60:.1f} min. Every load figure is the median of {cfg.runs} run(s) of {cfg.duration_s:g} s "
+        f"(after {cfg.warmup_s:g} s of unmeasured warm-up); the servers are measured in turn within each run, so "
+        "background load hits them alike. Client and servers share this machine; all traffic is on 127.0.0.1. "
+        "Latency percentiles come from HdrHistograms (loadtest); see docs/loadtest.md for how they are taken.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        *[f"| {label} | {value} |" for label, value in machine],
+        f"| load average at end | {load_at_end[0]:.2f} (1 min), {load_at_end[1]:.2f} (5 min) |",
+        "",
+    ]
+    if result.outpost_error:
+        out += [f"**Outpost could not be measured**: {result.outpost_error}", ""]
+
+    out += [
+        "## Targets",
+        "",
+        "| measure | Outpost | bare gRPC | result | target | met |",
+        "|---|---:|---:|---:|---:|---|",
+        f"| Score throughput at saturation (calls/s) | {_f(out_rate, 0)} | {_f(bare_rate, 0)} "
+        f"| ratio {_f(ratio_rate, 2)} | >= {TARGET_RATIO_THROUGHPUT} "
+        f"| {_met(_check(ratio_rate, TARGET_RATIO_THROUGHPUT, at_least=True))} |",
+        f"| p50 at one call in flight (ms) | {_f(out_p50, 3)} | {_f(bare_p50, 3)} | +{_f(added_p50, 3)} ms "
+        f"| <= {TARGET_ADDED_P50_MS} ms | {_met(_check(added_p50, TARGET_ADDED_P50_MS, at_least=False))} |",
+        f"| p99 in open loop at {_f(result.open_loop_rate, 0)} calls/s (ms) | {_f(out_p99, 3)} | {_f(bare_p99, 3)} "
+        f"| ratio {_f(ratio_p99, 2)} | <= {TARGET_RATIO_OPEN_P99} "
+        f"| {_met(_check(ratio_p99, TARGET_RATIO_OPEN_P99, at_least=False))} |",
+        f"| ScoreBatch transactions/s per core (features + rules + model) | {_f(per_core, 0)} | "
+        f"{_f(_med(batch, BARE, 'transactions_per_cpu_s'), 0)} | {_f(batch_wall, 0)}/s wall clock "
+        f"| >= {TARGET_BATCH_PER_CORE:,.0f} | {_met(_check(per_core, TARGET_BATCH_PER_CORE, at_least=True))} |",
+        f"| cold start to SERVING, warm numba cache (s) | {_f(cold, 2)} | | | <= {TARGET_COLD_START_S} s "
+        f"| {_met(_check(cold, TARGET_COLD_START_S, at_least=False))} |",
+        "",
+        "\"Per core\" is transactions answered per second of the server's CPU time (user + system, all its threads, "
+        "from /proc), i.e. the rate one fully busy core sustains; the wall-clock rate is shown beside it.",
+        "",
+        "## What limits Outpost where a target is missed",
+        "",
+        *_limits(result, ratio_rate, added_p50, ratio_p99, per_core, cold),
+        "",
+        f"## {sat.title if sat else 'Score throughput at saturation'}",
+        "",
+        *_scenario_table(sat),
+        f"## {one.title if one else 'Score latency at one call in flight'}",
+        "",
+        *_scenario_table(one),
+        f"## {open_.title if open_ else 'Score latency in open loop'}",
+        "",
+        *_scenario_table(open_),
+        *_lag_note(open_),
+        f"## {batch.title if batch else 'ScoreBatch throughput'}",
+        "",
+        *_scenario_table(batch, batch=True),
+        "## Durability: what fsync costs",
+        "",
+        *_durability(result),
+        "## Start-up",
+        "",
+        *_startup(result, cold),
+        "## Memory",
+        "",
+        *_memory(result),
+    ]
+    if result.notes:
+        out += ["## Notes", "", *[f"- {n}" for n in result.notes], ""]
+    for section in sections:
+        out += [section.markdown.rstrip(), ""]
+    out += [
+        "## Reproduce",
+        "",
+        "```sh",
+        "make bench                      # this document (python -m bench)",
+        "python -m bench --quick         # a short version, one run each",
+        "outpost-loadtest --baseline --concurrency 32 --duration 10     # the bare limit alone",
+        "```",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _lag_note(scenario: Scenario | None) -> list[str]:
+    if scenario is None:
+        return []
+    lags = {name: median_of(runs, "send_lag_p99_ms") for name, runs in scenario.runs.items()}
+    text = ", ".join(f"{name} {_f(v, 3)} ms" for name, v in lags.items())
+    return [
+        f"Client send lag (p99 of actual minus intended send time): {text}. It is part of every open-loop latency "
+        "above (the client's timer resolution and its own CPU share), equally for both servers.",
+        "",
+    ]
+
+
+def _durability(result: SuiteResult) -> list[str]:
+    sat, one = result.saturation, result.one_in_flight
+    rows = []
+    for name in (OUTPOST, OUTPOST_WRITE, OUTPOST_NONE):
+        if not _runs_of(sat, name) and not _runs_of(one, name):
+            continue
+        rows.append(
+            f"| {name} | {_f(_med(sat, name, 'achieved_rate'), 0)} | {_f(_med(sat, name, 'p99_ms'), 2)} "
+            f"| {_f(_med(one, name, 'p50_ms'), 3)} | {_f(_med(one, name, 'p99_ms'), 3)} "
+            f"| {_f(_med(one, name, 'server_cpu_us_per_call'), 0)} |"
+        )
+    if not rows:
+        return ["Not measured.", ""]
+    fsync_rate, write_rate = _med(sat, OUTPOST, "achieved_rate"), _med(sat, OUTPOST_WRITE, "achieved_rate")
+    fsync_p50, write_p50 = _med(one, OUTPOST, "p50_ms"), _med(one, OUTPOST_WRITE, "p50_ms")
+    none_rate = _med(sat, OUTPOST_NONE, "achieved_rate")
+    return [
+        "Three Outpost servers, identical but for `OUTPOST_DURABILITY`, measured in the same runs as above.",
+        "",
+        "| server | saturation calls/s | saturation p99 ms | one in flight p50 ms | one in flight p99 ms "
+        "| server CPU µs/call (one in flight) |",
+        "|---|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        f"fsync versus write: {_f(fsync_rate / write_rate if write_rate else math.nan, 2)}x the throughput at "
+        f"saturation, {'+' if fsync_p50 >= write_p50 else ''}{_f(fsync_p50 - write_p50, 3)} ms at p50 with one call "
+        "in flight. With fsync a call is answered only after its state change is on disk (group commit: the calls "
+        "of a micro-batch share one fsync); with write it is answered once the change is in the operating system's "
+        f"page cache (survives a process crash, not a power loss). durability=none reaches {_f(none_rate, 0)} calls/s "
+        "(benchmarks only).",
+        "",
+    ]
+
+
+def _startup(result: SuiteResult, cold: float) -> list[str]:
+    lines = [
+        f"- Launch of `outpost serve` to health SERVING, fresh data directory, warm numba cache: "
+        f"{', '.join(f'{s:.2f}' for s in result.cold_start_s) or 'n/a'} s (median {_f(cold, 2)} s).",
+        f"- The same with an empty rules-kernel cache (`OUTPOST_CACHE_DIR` fresh: the rule kernel compiles): "
+        f"{_f(result.cold_start_empty_cache_s, 2)} s.",
+        f"- Restart on the state left by the load runs ({result.restart_transactions:,} transactions applied): "
+        f"{_f(result.restart_with_state_s, 2)} s.",
+    ]
+    if result.exit_codes:
+        codes = ", ".join(f"{name}: {code}" for name, code in result.exit_codes.items())
+        lines.append(f"- Exit codes after SIGTERM (0 = graceful drain): {codes}.")
+    return [*lines, ""]
+
+
+def _memory(result: SuiteResult) -> list[str]:
+    m = result.memory
+    if not m:
+        return ["Not measured.", ""]
+    return [
+        f"Resident memory of the default Outpost server: {_f(m.get('rss_at_start_mib', math.nan), 0)} MiB when "
+        f"SERVING, {_f(m.get('rss_after_mib', math.nan), 0)} MiB after the load runs, which applied "
+        f"{_f(m.get('transactions_applied', math.nan), 0)} transactions to {_f(m.get('accounts', math.nan), 0)} "
+        f"accounts: about {_f(m.get('bytes_per_account', math.nan) / 1024, 1)} KiB per account (growth of the "
+        "whole process divided by accounts, so an upper bound: it includes allocator slack and buffers). "
+        "The features benchmark below measures the state itself.",
+        "",
+    ]
+
+
+def _limits(result: SuiteResult, ratio_rate: float, added_p50: float, ratio_p99: float, per_core: float,
+            cold: float) -> list[str]:
+    sat, one, open_, batch = result.saturation, result.one_in_flight, result.open_loop, result.batch
+    lines: list[str] = []
+    cpu_bare_sat, cpu_out_sat = _med(sat, BARE, "server_cpu_us_per_call"), _med(sat, OUTPOST, "server_cpu_us_per_call")
+    if _check(ratio_rate, TARGET_RATIO_THROUGHPUT, at_least=True) is False:
+        none_rate, fsync_rate = _med(sat, OUTPOST_NONE, "achieved_rate"), _med(sat, OUTPOST, "achieved_rate")
+        lines.append(
+            f"- **Throughput** ({_f(ratio_rate, 2)} of bare): at saturation the Outpost server spends "
+            f"{_f(cpu_out_sat, 0)} µs of CPU per call against {_f(cpu_bare_sat, 0)} µs for the bare server. A single "
+            f"server process runs one event loop, so its ceiling is about 1e6 / {_f(cpu_out_sat, 0)} = "
+            f"{_f(1e6 / cpu_out_sat if cpu_out_sat else math.nan, 0)} calls/s per core, less the share of the "
+            "machine's cores the client processes need. The Python work around each call (request decoding into "
+            "the transaction record, features, rules, model, response and reasons, decision log) is what costs "
+            f"the extra {_f(cpu_out_sat - cpu_bare_sat, 0)} µs; with durability=none it reaches "
+            f"{_f(none_rate, 0)} calls/s vs {_f(fsync_rate, 0)} with fsync."
+        )
+    if _check(added_p50, TARGET_ADDED_P50_MS, at_least=False) is False:
+        write_p50, none_p50 = _med(one, OUTPOST_WRITE, "p50_ms"), _med(one, OUTPOST_NONE, "p50_ms")
+        bare_p50, cpu_one = _med(one, BARE, "p50_ms"), _med(one, OUTPOST, "server_cpu_us_per_call")
+        cpu_one_bare = _med(one, BARE, "server_cpu_us_per_call")
+        lines.append(
+            f"- **Latency at one call in flight** (+{_f(added_p50, 3)} ms): with one call in flight nothing is "
+            f"batched, so each call pays the whole pipeline alone: {_f(cpu_one, 0)} µs of server CPU per call "
+            f"vs {_f(cpu_one_bare, 0)} µs bare. Durability "
+            f"adds its wait: p50 is +{_f(write_p50 - bare_p50, 3)} ms over bare with write and "
+            f"+{_f(none_p50 - bare_p50, 3)} ms with none, against +{_f(added_p50, 3)} ms with fsync."
+        )
+    if _check(ratio_p99, TARGET_RATIO_OPEN_P99, at_least=False) is False:
+        lines.append(
+            f"- **Open-loop p99** ({_f(ratio_p99, 2)}x bare): at {_f(result.open_loop_rate, 0)} calls/s Outpost "
+            f"runs at about {_f(_med(open_, OUTPOST, 'server_cpu_us_per_call') * result.open_loop_rate / 1e6, 2)} "
+            "of a core, against "
+            f"{_f(_med(open_, BARE, 'server_cpu_us_per_call') * result.open_loop_rate / 1e6, 2)} for the bare "
+            "server; the closer a single-threaded server runs to a full core, the longer calls queue behind each "
+            "other when arrivals bunch up, and the p99 grows faster than the p50."
+        )
+    if _check(per_core, TARGET_BATCH_PER_CORE, at_least=True) is False:
+        lines.append(
+            f"- **ScoreBatch per core** ({_f(per_core, 0)}/s): {_f(1e6 / per_core if per_core else math.nan, 1)} µs "
+            "of server CPU per transaction, of which the bare server's protobuf decoding and encoding alone take "
+            f"{_f(_med(batch, BARE, 'server_cpu_us_per_transaction'), 1)} µs; the remainder is Outpost's per-"
+            "transaction Python work around the vectorised features, rules and model (decoding into the record, "
+            "building each response with its reasons, state commit)."
+        )
+    if _check(cold, TARGET_COLD_START_S, at_least=False) is False:
+        lines.append(
+            f"- **Cold start** ({_f(cold, 2)} s): process start, imports (numpy, numba, onnxruntime, grpc), loading "
+            "the numba kernels from cache, the ONNX session and the state."
+        )
+    if not lines:
+        lines.append("Every target measured is met on this machine.")
+    return lines
