@@ -211,9 +211,9 @@ def parse_cases(text: str, rules: RuleSet, *, source: str = "<string>") -> tuple
     yaml_source = YamlSource.of(text, source)
     symbols = SymbolTable.from_catalogue()
     errors: list[RuleDiagnostic] = []
-    root, syntax_error = yaml_source.compose()
-    if syntax_error is not None:
-        raise RuleCasesError([syntax_error])
+    root, problems = yaml_source.compose()
+    if problems:
+        raise RuleCasesError(problems)
     if not isinstance(root, MappingNode):
         raise RuleCasesError([yaml_source.diagnostic(root or (1, 1), "", "a cases file is a mapping with 'cases'",
                                                      expected="cases: [...]")])

@@ -104,9 +104,9 @@ class _Reader:
 
     # -- the file ----------------------------------------------------------------------------
     def read(self) -> RuleFile | None:
-        root, syntax_error = self.source.compose()
-        if syntax_error is not None:
-            self.errors.append(syntax_error)
+        root, problems = self.source.compose()
+        if problems:
+            self.errors.extend(problems)
             return None
         if root is None:
             self.error((1, 1), "", "the rule file is empty", expected="a mapping with 'version' and 'rules'")

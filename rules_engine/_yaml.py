@@ -18,6 +18,29 @@ from rules_engine._errors import RuleDiagnostic
 __all__ = ["MappingNode", "Node", "ScalarNode", "SequenceNode", "YamlSource", "describe_node"]
 
 _WHITESPACE = frozenset(" \t\r\n")
+# Tags the safe schema resolves plain YAML to; anything else (e.g. !!python/...) is refused.
+_PLAIN_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp", "map", "seq")
+)
+
+
+def _nodes(root: Node | None) -> list[Node]:
+    # Aliases share nodes; visiting each once keeps "billion laughs" files cheap.
+    found: list[Node] = []
+    seen: set[int] = set()
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        found.append(node)
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+        elif isinstance(node, SequenceNode):
+            stack.extend(node.value)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,23 +59,30 @@ class YamlSource:
         return cls(text=text, file=file, line_starts=tuple(starts))
 
     # -- composition -----------------------------------------------------------------------
-    def compose(self) -> tuple[Node | None, RuleDiagnostic | None]:
-        """The root node, or the syntax error as a diagnostic."""
+    def compose(self) -> tuple[Node | None, list[RuleDiagnostic]]:
+        """The root node, or the problems that prevent reading it (a syntax error, or explicit tags)."""
         try:
-            return yaml.compose(self.text, Loader=yaml.SafeLoader), None
+            root = yaml.compose(self.text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as error:
             mark = error.problem_mark or error.context_mark
             line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
             problem = error.problem or "invalid YAML"
             context = f" ({error.context})" if error.context else ""
-            return None, RuleDiagnostic(
+            return None, [RuleDiagnostic(
                 file=self.file, rule_id="", line=line, column=column,
                 message=f"YAML syntax error: {problem}{context}", expected="valid YAML",
-            )
+            )]
         except yaml.YAMLError as error:
-            return None, RuleDiagnostic(
+            return None, [RuleDiagnostic(
                 file=self.file, rule_id="", line=1, column=1, message=f"YAML error: {error}", expected="valid YAML"
-            )
+            )]
+        problems = [
+            self.diagnostic(node, "", f"YAML tag {node.tag!r} is not allowed; write plain values, lists and mappings",
+                            expected="plain YAML", got=node.tag)
+            for node in _nodes(root)
+            if node.tag not in _PLAIN_TAGS
+        ]
+        return (None, problems) if problems else (root, [])
 
     # -- positions -------------------------------------------------------------------------
     def position_of_index(self, index: int) -> tuple[int, int]:
