@@ -25,7 +25,7 @@ from features._schema import TXN_DTYPE
 __all__ = ["OUTCOME_DTYPE", "FeatureEngine", "StateBackend"]
 
 OUTCOME_DTYPE = np.dtype([("reported_at_us", np.int64), ("counterparty_key", np.uint64), ("is_fraud", np.bool_)])
-_CHUNK = 65_536
+_CHUNK = 4_096  # rows per kernel call in replay; small so capacity reserved per call stays small
 
 
 class StateBackend(Protocol):
