@@ -42,7 +42,7 @@ def _translated(action: str) -> Iterator[None]:
 
 
 def _hex(key: int) -> str:
-    return f"{key:016x}" if key else "0"
+    return f"{key:016x}"
 
 
 @dataclass(slots=True)
@@ -85,13 +85,19 @@ class RedisState:
         ttype = np.ascontiguousarray(txns["txn_type"])
         flags = k.txn_flags(tt, tf, ttype, self.ip)
         branches = k.branch_codes(np.ascontiguousarray(txns["branch_key"]), ttype)
-        args: list[str] = [self._prefix, str(self.config.retention_us), self._weight, str(n)]
-        for i, row in enumerate(txns):
-            args += [
-                _hex(int(row["account_key"])), _hex(int(row["counterparty_key"])), _hex(int(row["device_key"])),
-                str(int(branches[i])), str(int(tt[i])), str(int(tf[i])), str(int(flags[i])),
-                "1" if row["apply"] else "0",
-            ]
+        keys = np.empty((n, 3), dtype=">u8")
+        keys[:, 0] = txns["account_key"]
+        keys[:, 1] = txns["counterparty_key"]
+        keys[:, 2] = txns["device_key"]
+        numbers = np.empty((n, 5), dtype="<f8")
+        numbers[:, 0] = tt
+        numbers[:, 1] = tf
+        numbers[:, 2] = flags
+        numbers[:, 3] = branches
+        numbers[:, 4] = txns["apply"] != 0
+        args: list[str | bytes] = [
+            self._prefix, str(self.config.retention_us), self._weight, str(n), keys.tobytes().hex(), numbers.tobytes()
+        ]
         with _translated("scoring"):
             reply = self._score(args=args)
         values = np.frombuffer(reply[0], dtype="<f8").reshape(n, k.RAW_N + _EXTRA)
@@ -130,7 +136,7 @@ class RedisState:
             ta, tc, td, np.ascontiguousarray(txns["amount_fen"]), handles, blocked, pending.inserted,
             pending.ewma_before, float(self.fp[k.FP_WEIGHT]),
         )
-        args: list[str] = [self._prefix]
+        args = [self._prefix]
         for i in np.flatnonzero(blocked & (handles >= 0)):
             acct = _hex(int(ta[i]))
             if pending.members[i]:

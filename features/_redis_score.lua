@@ -4,25 +4,24 @@
 --   P:h:<acct>  hash  last, pmax, cnt, ewma        P:e:<acct>  zset of events scored by event time
 --   P:s:<acct>  set   c<counterparty> / d<device>  P:oa:<cp>, P:of:<cp>  zsets of outcomes (all / fraud)
 --   P:seq, P:accounts, P:applied                   counters
--- ARGV: prefix, retention_us, weight, n, then 8 values per row:
---   account hex, counterparty hex or '0', device hex or '0', branch code, event time us, amount fen, flags, apply
+-- ARGV: prefix, retention_us, weight, n,
+--   keys: per row 48 hex characters (account, counterparty, device; 16 each, all zeros = none),
+--   numbers: per row 5 little-endian doubles (event time us, amount fen, flags, branch code, apply)
 -- Reply: { doubles (n x (33 raw + handle + inserted + ewma_before)) packed little-endian, members... }
 local P = ARGV[1]
 local retention = tonumber(ARGV[2])
 local weight = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
+local keys = ARGV[5]
+local numbers = ARGV[6]
+local NONE = '0000000000000000'
 local W = {3600000000, 86400000000, 604800000000, 2592000000000}
 local W30, W7, W24 = 2592000000000, 604800000000, 86400000000
 local RAW_N = 33
+local ROW_FORMAT = '<' .. string.rep('d', RAW_N + 3)
 
 local function fmt(x)
   return string.format('%d', x)
-end
-local function is_out(t)
-  return t == 1 or t == 3 or t == 5 or t == 6 or t == 8
-end
-local function is_in(t)
-  return t == 2 or t == 4 or t == 7
 end
 local function size(set)
   local c = 0
@@ -31,23 +30,23 @@ local function size(set)
   end
   return c
 end
+local OUT = {[1] = true, [3] = true, [5] = true, [6] = true, [8] = true}
+local IN = {[2] = true, [4] = true, [7] = true}
 
 local first_id = redis.call('INCRBY', P .. ':seq', n) - n
+local applied, new_accounts = 0, 0
 local packed = {}
 local members = {}
 for i = 0, n - 1 do
-  local o = 5 + i * 8
-  local acct, cp, dev = ARGV[o], ARGV[o + 1], ARGV[o + 2]
-  local branch = tonumber(ARGV[o + 3])
-  local t = tonumber(ARGV[o + 4])
-  local fen = tonumber(ARGV[o + 5])
-  local flags = tonumber(ARGV[o + 6])
-  local apply = ARGV[o + 7] == '1'
+  local k = i * 48
+  local acct, cp, dev = string.sub(keys, k + 1, k + 16), string.sub(keys, k + 17, k + 32), string.sub(keys, k + 33, k + 48)
+  local t, fen, flags, branch, apply_flag = struct.unpack('<ddddd', numbers, i * 40 + 1)
+  local apply = apply_flag == 1
   local typ = flags % 16
   local hkey, ekey, skey = P .. ':h:' .. acct, P .. ':e:' .. acct, P .. ':s:' .. acct
   local raw = {}
-  for k = 1, RAW_N do
-    raw[k] = 0
+  for r = 1, RAW_N do
+    raw[r] = 0
   end
   local h = redis.call('HMGET', hkey, 'last', 'pmax', 'cnt', 'ewma')
   local last, pmax = tonumber(h[1]), tonumber(h[2])
@@ -57,53 +56,60 @@ for i = 0, n - 1 do
     prev = last
   end
   local out7, out24, in7, in24, branches = {}, {}, {}, {}, {}
-  local events = redis.call('ZRANGEBYSCORE', ekey, '(' .. fmt(t - W30), fmt(t))
+  local events = {}
+  if last ~= nil then
+    events = redis.call('ZRANGE', ekey, 0, -1)
+  end
   for _, m in ipairs(events) do
     local _, et, ef, amount, ecp, ebranch = string.match(m, '^(%d+)|(%-?%d+)|(%d+)|(%-?%d+)|(%w+)|(%d+)$')
-    et, ef, amount = tonumber(et), tonumber(ef), tonumber(amount)
+    et = tonumber(et)
     local dt = t - et
-    if dt < W7 and bit.band(ef, 32) ~= 0 then
-      raw[25] = raw[25] + 1
+    if dt < 0 then
+      break -- members are ordered by event time: the rest is later than t
     end
-    if bit.band(ef, 16) == 0 then
-      local etyp = ef % 16
-      local base = -1
-      if is_out(etyp) then
-        base = 0
-      elseif is_in(etyp) then
-        base = 8
+    if prev == nil or et > prev then
+      prev = et
+    end
+    if dt < W30 then
+      ef = tonumber(ef)
+      if dt < W7 and bit.band(ef, 32) ~= 0 then
+        raw[25] = raw[25] + 1
       end
-      if base >= 0 then
-        for w = 1, 4 do
-          if dt < W[w] then
-            raw[base + 2 * w - 1] = raw[base + 2 * w - 1] + 1
-            raw[base + 2 * w] = raw[base + 2 * w] + amount
+      if bit.band(ef, 16) == 0 then
+        amount = tonumber(amount)
+        local etyp = ef % 16
+        local base = -1
+        if OUT[etyp] then
+          base = 0
+        elseif IN[etyp] then
+          base = 8
+        end
+        if base >= 0 then
+          for w = 1, 4 do
+            if dt < W[w] then
+              raw[base + 2 * w - 1] = raw[base + 2 * w - 1] + 1
+              raw[base + 2 * w] = raw[base + 2 * w] + amount
+            end
+          end
+          if dt < W7 and ecp ~= NONE then
+            if base == 0 then
+              out7[ecp] = true
+              if dt < W24 then out24[ecp] = true end
+            else
+              in7[ecp] = true
+              if dt < W24 then in24[ecp] = true end
+            end
           end
         end
-        if dt < W7 and ecp ~= '0' then
-          if base == 0 then
-            out7[ecp] = true
-            if dt < W24 then out24[ecp] = true end
-          else
-            in7[ecp] = true
-            if dt < W24 then in24[ecp] = true end
-          end
+        if etyp == 3 and dt < W24 then
+          raw[17] = raw[17] + 1
+          raw[18] = raw[18] + amount
+          if ebranch ~= '0' then branches[ebranch] = true end
+        end
+        if dt < W7 and bit.band(ef, 64) ~= 0 then
+          raw[24] = raw[24] + 1
         end
       end
-      if etyp == 3 and dt < W24 then
-        raw[17] = raw[17] + 1
-        raw[18] = raw[18] + amount
-        if ebranch ~= '0' then branches[ebranch] = true end
-      end
-      if dt < W7 and bit.band(ef, 64) ~= 0 then
-        raw[24] = raw[24] + 1
-      end
-    end
-  end
-  if prev == nil and last ~= nil then
-    local top = redis.call('ZREVRANGEBYSCORE', ekey, fmt(t), '-inf', 'LIMIT', 0, 1)
-    if #top > 0 then
-      prev = tonumber(string.match(top[1], '^%d+|(%-?%d+)|'))
     end
   end
   if pmax ~= nil and pmax <= t and (prev == nil or pmax > prev) then
@@ -119,18 +125,23 @@ for i = 0, n - 1 do
     raw[26], raw[27] = prev, 1
   end
   raw[28] = cnt
-  local cp_new = cp ~= '0' and redis.call('SISMEMBER', skey, 'c' .. cp) == 0
-  local dev_unseen = dev ~= '0' and redis.call('SISMEMBER', skey, 'd' .. dev) == 0
+  local seen = redis.call('SMISMEMBER', skey, 'c' .. cp, 'd' .. dev)
+  local cp_new = cp ~= NONE and seen[1] == 0
+  local dev_unseen = dev ~= NONE and seen[2] == 0
   if cp_new then raw[29] = 1 end
   if dev_unseen and cnt > 0 then raw[30] = 1 end
   raw[31] = ewma
-  if cp ~= '0' then
+  if cp ~= NONE then
     raw[32] = redis.call('ZCOUNT', P .. ':of:' .. cp, '-inf', fmt(t))
     raw[33] = redis.call('ZCOUNT', P .. ':oa:' .. cp, '-inf', fmt(t))
   end
   local handle, inserted, member = -1, 0, ''
   if apply then
     handle = first_id + i
+    applied = applied + 1
+    if last == nil then
+      new_accounts = new_accounts + 1
+    end
     if last == nil or t > last - retention then
       local stored_branch = 0
       if typ == 3 then stored_branch = branch end
@@ -139,18 +150,20 @@ for i = 0, n - 1 do
     elseif pmax == nil or t > pmax then
       pmax = t
     end
-    if last == nil then
-      redis.call('INCR', P .. ':accounts')
-    end
     local newlast = t
     if last ~= nil and last > t then newlast = last end
     -- events past the retention of the account's newest event can never be in a window again
     local horizon = newlast - retention
-    local old = redis.call('ZREVRANGEBYSCORE', ekey, fmt(horizon), '-inf', 'LIMIT', 0, 1)
-    if #old > 0 then
-      local oldest = tonumber(string.match(old[1], '^%d+|(%-?%d+)|'))
-      if pmax == nil or oldest > pmax then pmax = oldest end
-      redis.call('ZREMRANGEBYSCORE', ekey, '-inf', fmt(horizon))
+    if #events > 0 then
+      local oldest = tonumber(string.match(events[1], '^%d+|(%-?%d+)|'))
+      if oldest <= horizon then
+        for _, m in ipairs(events) do
+          local et = tonumber(string.match(m, '^%d+|(%-?%d+)|'))
+          if et > horizon then break end
+          if pmax == nil or et > pmax then pmax = et end
+        end
+        redis.call('ZREMRANGEBYSCORE', ekey, '-inf', fmt(horizon))
+      end
     end
     local newewma
     if ewma == 0 then
@@ -158,21 +171,24 @@ for i = 0, n - 1 do
     else
       newewma = ewma * (1.0 - weight) + fen * weight
     end
-    redis.call('HSET', hkey, 'last', fmt(newlast), 'cnt', fmt(cnt + 1), 'ewma', string.format('%.17g', newewma))
     if pmax ~= nil then
-      redis.call('HSET', hkey, 'pmax', fmt(pmax))
+      redis.call('HSET', hkey, 'last', fmt(newlast), 'cnt', fmt(cnt + 1), 'ewma', string.format('%.17g', newewma),
+        'pmax', fmt(pmax))
+    else
+      redis.call('HSET', hkey, 'last', fmt(newlast), 'cnt', fmt(cnt + 1), 'ewma', string.format('%.17g', newewma))
     end
     if cp_new and redis.call('SADD', skey, 'c' .. cp) == 1 then inserted = inserted + 1 end
     if dev_unseen and redis.call('SADD', skey, 'd' .. dev) == 1 then inserted = inserted + 2 end
-    redis.call('INCR', P .. ':applied')
   end
-  for k = 1, RAW_N do
-    packed[#packed + 1] = struct.pack('<d', raw[k])
-  end
-  packed[#packed + 1] = struct.pack('<d', handle)
-  packed[#packed + 1] = struct.pack('<d', inserted)
-  packed[#packed + 1] = struct.pack('<d', ewma)
+  raw[RAW_N + 1], raw[RAW_N + 2], raw[RAW_N + 3] = handle, inserted, ewma
+  packed[#packed + 1] = struct.pack(ROW_FORMAT, unpack(raw))
   members[#members + 1] = member
+end
+if applied > 0 then
+  redis.call('INCRBY', P .. ':applied', applied)
+end
+if new_accounts > 0 then
+  redis.call('INCRBY', P .. ':accounts', new_accounts)
 end
 local reply = {table.concat(packed)}
 for _, m in ipairs(members) do
