@@ -216,8 +216,7 @@ def run_backtest(
         order = np.argsort(times.to_numpy(), kind="stable")
         frame, times = frame.iloc[order].reset_index(drop=True), times.iloc[order].reset_index(drop=True)
     if config.end is not None:
-        keep = int(np.searchsorted(times.to_numpy(), np.datetime64(config.end.astimezone(dt.UTC).replace(tzinfo=None)),
-                                   side="left"))
+        keep = int(times.searchsorted(pd.Timestamp(config.end).tz_convert("UTC"), side="left"))
         frame, times = frame.iloc[:keep], times.iloc[:keep]
     try:
         txns = encode_frame(frame, config.feature_config)

@@ -1,0 +1,206 @@
+"""The alert queue: which decisions raise alerts, their content, the state machine and outcomes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from outpost.v1 import outpost_pb2 as pb
+
+from features import stable_key
+from review import (
+    AlertConfig,
+    AlertError,
+    AlertNotFoundError,
+    AlertSink,
+    AlertStateError,
+    AlertStore,
+    outcome_name,
+)
+from server import ScoringPipeline
+
+from .conftest import T0_US, make_batch
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "alerts.sqlite3"
+
+
+def _raise_alerts(pipeline: ScoringPipeline, db: Path, amounts: list[float], *, apply: int = 1,
+                  config: AlertConfig | None = None) -> list[str]:
+    sink = AlertSink(db, config)
+    accounts = [f"acct-{i}" for i in range(len(amounts))]
+    batch = make_batch(amounts, accounts=accounts, apply=apply)
+    ids = [f"tx-{i}" for i in range(len(amounts))]
+    decisions = pipeline.run(batch)
+    # What the server adds for analysts: the raw ids behind the keys (decisions.extra, row-aligned).
+    decisions.extra["account_ids"] = accounts
+    sink.record(ids, batch, decisions, counterparty_ids=["payee-1"] * len(amounts))
+    sink.close()
+    return ids
+
+
+def test_only_alerting_actions_become_alerts(pipeline: ScoringPipeline, db: Path) -> None:
+    """REVIEW and above raise an alert (once per transaction); ALLOW rows do not."""
+    _raise_alerts(pipeline, db, [80_000.0, 50.0, 120_000.0, 10.0])
+    with AlertStore.open(db) as store:
+        alerts = store.list_alerts(order="oldest")
+        assert [a.transaction_id for a in alerts] == ["tx-0", "tx-2"]
+        assert {a.state for a in alerts} == {"open"}
+        assert store.counts() == {"open": 2, "under_review": 0, "escalated": 0, "closed": 0}
+
+
+def test_dry_runs_never_alert(pipeline: ScoringPipeline, db: Path) -> None:
+    """A what-if score (apply=0) that would alert raises nothing."""
+    _raise_alerts(pipeline, db, [80_000.0], apply=0)
+    with AlertStore.open(db) as store:
+        assert store.list_alerts() == []
+
+
+def test_min_action_raises_the_bar(pipeline: ScoringPipeline, db: Path) -> None:
+    """With min_action=BLOCK a REVIEW decision raises no alert."""
+    _raise_alerts(pipeline, db, [80_000.0], config=AlertConfig(min_action="BLOCK"))
+    with AlertStore.open(db) as store:
+        assert store.list_alerts() == []
+
+
+def test_an_alert_holds_what_the_analyst_needs(pipeline: ScoringPipeline, db: Path) -> None:
+    """Raw ids, keys, amount, action, rule hits, ranked reasons in both languages and the features seen."""
+    _raise_alerts(pipeline, db, [80_000.0])
+    with AlertStore.open(db) as store:
+        alert = store.list_alerts()[0]
+    assert alert.account_id == "acct-0" and alert.account_key == f"{stable_key('acct-0'):016x}"
+    assert alert.counterparty_id == "payee-1" and alert.counterparty_key == f"{stable_key('payee-1'):016x}"
+    assert alert.amount_minor == 8_000_000 and alert.amount_cny == 80_000.0
+    assert (alert.action, alert.risk, alert.txn_type, alert.channel) == ("REVIEW", 500, "TRANSFER_OUT", "MOBILE")
+    assert alert.rule_hits == ("BIG_AMOUNT",) and alert.model_probability is None
+    assert alert.event_time == dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=T0_US)
+    reason = alert.reasons[0]
+    assert (reason.code, reason.source, reason.points) == ("R_BIG_AMOUNT", "rule", 500.0)
+    assert reason.message_zh == "转出金额80,000元" and reason.message_en == "outflow of 80,000 CNY"
+    assert alert.features["amount_cny"] == 80_000.0 and alert.features["is_outflow"] == 1.0
+
+
+def test_state_machine_assign_escalate_close(pipeline: ScoringPipeline, db: Path) -> None:
+    """open -> under_review -> escalated -> closed, each change in the history with its actor."""
+    _raise_alerts(pipeline, db, [80_000.0])
+    with AlertStore.open(db) as store:
+        alert_id = store.list_alerts()[0].alert_id
+        assert store.assign(alert_id, "wang").state == "under_review"
+        assert store.escalate(alert_id, actor="wang", note="needs compliance").state == "escalated"
+        assert store.assign(alert_id, "li", actor="chen").state == "escalated"
+        closed = store.close(alert_id, "confirmed_fraud", actor="li", note="customer confirmed the scam")
+        assert (closed.state, closed.outcome, closed.assignee) == ("closed", "confirmed_fraud", "li")
+        assert closed.closed_at is not None
+        history = store.history(alert_id)
+        assert [(e.change, e.from_state, e.to_state, e.actor) for e in history] == [
+            ("assign", "open", "under_review", "wang"),
+            ("escalate", "under_review", "escalated", "wang"),
+            ("assign", "escalated", "escalated", "chen"),
+            ("close", "escalated", "closed", "li"),
+        ]
+        labels = store.outcomes()
+        assert labels[["transaction_id", "outcome", "analyst"]].values.tolist() == [["tx-0", "confirmed_fraud", "li"]]
+
+
+def test_closed_alerts_refuse_changes(pipeline: ScoringPipeline, db: Path) -> None:
+    """A closed alert cannot be reassigned, escalated or closed again; the error names the state."""
+    _raise_alerts(pipeline, db, [80_000.0])
+    with AlertStore.open(db) as store:
+        alert_id = store.list_alerts()[0].alert_id
+        store.close(alert_id, "false_positive", actor="wang")
+        for change in (lambda: store.assign(alert_id, "li"), lambda: store.escalate(alert_id, actor="li"),
+                       lambda: store.close(alert_id, "confirmed_fraud", actor="li")):
+            with pytest.raises(AlertStateError, match="closed") as info:
+                change()
+            assert info.value.state == "closed"
+        assert store.get(alert_id).outcome == "false_positive"
+
+
+def test_escalating_twice_is_refused(pipeline: ScoringPipeline, db: Path) -> None:
+    """Only open or under-review alerts can be escalated."""
+    _raise_alerts(pipeline, db, [80_000.0])
+    with AlertStore.open(db) as store:
+        alert_id = store.list_alerts()[0].alert_id
+        store.escalate(alert_id, actor="wang")
+        with pytest.raises(AlertStateError, match="only open or under_review"):
+            store.escalate(alert_id, actor="wang")
+
+
+def test_unknown_alerts_outcomes_and_states_are_named(pipeline: ScoringPipeline, db: Path) -> None:
+    """Errors say which id, outcome or state was wrong and what is valid."""
+    _raise_alerts(pipeline, db, [80_000.0])
+    with AlertStore.open(db) as store:
+        with pytest.raises(AlertNotFoundError, match="no alert 999"):
+            store.get(999)
+        with pytest.raises(AlertError, match="confirmed_fraud"):
+            store.close(store.list_alerts()[0].alert_id, "maybe", actor="x")
+        with pytest.raises(AlertError, match="under_review"):
+            store.list_alerts(state="pending")
+    assert outcome_name(pb.OUTCOME_CUSTOMER_DISSUADED) == "customer_dissuaded"
+    assert outcome_name("OUTCOME_FALSE_POSITIVE") == "false_positive"
+
+
+def test_filters(pipeline: ScoringPipeline, db: Path) -> None:
+    """State, assignee, account (id or key), action and risk filters select the right alerts."""
+    _raise_alerts(pipeline, db, [80_000.0, 90_000.0, 100_000.0])
+    with AlertStore.open(db) as store:
+        first, second, third = store.list_alerts(order="oldest")
+        store.assign(second.alert_id, "wang")
+        store.close(third.alert_id, "legitimate", actor="li")
+        assert [a.alert_id for a in store.list_alerts(state="open")] == [first.alert_id]
+        assert [a.alert_id for a in store.list_alerts(assignee="wang")] == [second.alert_id]
+        assert [a.alert_id for a in store.list_alerts(account="acct-1")] == [second.alert_id]
+        assert [a.alert_id for a in store.list_alerts(account=second.account_key)] == [second.alert_id]
+        assert len(store.list_alerts(action="review", min_risk=500)) == 3
+        assert store.list_alerts(min_risk=501) == []
+        assert [a.alert_id for a in store.list_alerts(state=["open", "closed"], order="oldest")] == [
+            first.alert_id, third.alert_id]
+
+
+def _outcome_request(txn_id: str, outcome: int, when: dt.datetime) -> pb.ReportOutcomeRequest:
+    stamp = Timestamp()
+    stamp.FromDatetime(when.replace(tzinfo=None))
+    return pb.ReportOutcomeRequest(transaction_id=txn_id, outcome=outcome, reported_at=stamp,  # type: ignore[arg-type]
+                                   analyst="hotline", note="called back")
+
+
+def test_reported_outcomes_close_alerts_and_become_labels(pipeline: ScoringPipeline, db: Path) -> None:
+    """ReportOutcome (through the sink, off the hot path) closes the alert and keeps one label per report."""
+    _raise_alerts(pipeline, db, [80_000.0])
+    sink = AlertSink(db)
+    when = dt.datetime(2026, 6, 1, 9, 30, tzinfo=dt.UTC)
+    sink.record_outcome(_outcome_request("tx-0", pb.OUTCOME_CONFIRMED_FRAUD, when))
+    sink.record_outcome(_outcome_request("tx-0", pb.OUTCOME_CONFIRMED_FRAUD, when))  # delivered twice
+    sink.record_outcome(_outcome_request("no-alert", pb.OUTCOME_LEGITIMATE, when))
+    sink.close()
+    with AlertStore.open(db) as store:
+        alert = store.find("tx-0")
+        assert alert is not None and (alert.state, alert.outcome) == ("closed", "confirmed_fraud")
+        assert store.history(alert.alert_id)[-1].actor == "hotline"
+        labels = store.outcomes()
+    assert labels["transaction_id"].tolist() == ["tx-0", "no-alert"]
+    assert labels["account_id"].tolist() == ["acct-0", ""]
+    assert labels["reported_at"].iloc[0] == when
+
+
+def test_database_is_in_wal_mode(pipeline: ScoringPipeline, db: Path) -> None:
+    """Analysts read while the server writes: the journal is WAL."""
+    _raise_alerts(pipeline, db, [80_000.0])
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_record_is_cheap_when_nothing_alerts(pipeline: ScoringPipeline, db: Path) -> None:
+    """A batch without an alerting row queues nothing for the writer."""
+    sink = AlertSink(db)
+    batch = make_batch(np.full(50, 10.0))
+    decisions = pipeline.run(batch)
+    sink.record([f"q{i}" for i in range(50)], batch, decisions)
+    assert sink.stats().submitted_rows == 0
+    sink.close()
