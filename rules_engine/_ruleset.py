@@ -24,6 +24,10 @@ from rules_engine._rulefile import CHANNEL_ENUM, CompiledRule, read_rule_file
 __all__ = ["RuleSet"]
 
 
+# Built-in dtypes are singletons: an identity test is the cheapest check on the single-row path.
+_FLOAT64 = np.dtype(np.float64)
+
+
 def _read_only(array: np.ndarray) -> np.ndarray:
     array.setflags(write=False)
     return array
@@ -117,11 +121,7 @@ class RuleSet:
     # -- evaluation --------------------------------------------------------------------------
     def _matrix(self, features: np.ndarray) -> np.ndarray:
         matrix = features
-        if not (
-            isinstance(matrix, np.ndarray)
-            and matrix.dtype == np.float64
-            and matrix.flags.c_contiguous
-        ):
+        if not (isinstance(matrix, np.ndarray) and matrix.dtype is _FLOAT64 and matrix.flags.c_contiguous):
             matrix = np.ascontiguousarray(features, dtype=np.float64)
         if matrix.ndim != 2 or matrix.shape[1] != self._width:
             raise RuleEvaluationError(
