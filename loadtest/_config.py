@@ -32,6 +32,9 @@ class LoadTestConfig:
     batch_size: int = 100
     max_in_flight: int = 20_000  # per client process, open loop: beyond it a call is counted as not sent
     connect_timeout_s: float = 10.0  # how long each client process waits for its channel to connect
+    # Closed loop: when the pre-built payloads run out, send them again instead of stopping. Only for a server
+    # that keeps no state (the baseline): Outpost would see the same transaction ids twice.
+    cycle_payloads: bool = False
 
     def __post_init__(self) -> None:
         if (self.rate is None) == (self.concurrency is None):

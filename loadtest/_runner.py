@@ -59,6 +59,8 @@ def run_load_test(
         total_calls = sum(counts)
     else:
         total_calls = closed_loop_calls(config, max_rate)
+        if config.cycle_payloads:  # a stateless target: a few distinct payloads per lane are enough
+            total_calls = min(total_calls, max(64, 8 * (config.concurrency or 1)))
     payloads = pool.take(total_calls, method=config.method, batch_size=config.batch_size)
     # Dealt round robin, so every process moves through business time at the same pace.
     shares = [payloads[p::processes] for p in range(processes)]
@@ -83,6 +85,7 @@ def run_load_test(
                 deadline_s=config.deadline_ms / 1000.0,
                 max_in_flight=config.max_in_flight,
                 connect_timeout_s=config.connect_timeout_s,
+                cycle_payloads=config.cycle_payloads,
                 payloads=shares[p],
             )
             child = context.Process(target=worker_main, args=(spec, child_end), name=f"loadtest-client-{p}")

@@ -56,6 +56,7 @@ class WorkerSpec:
     deadline_s: float
     max_in_flight: int
     connect_timeout_s: float
+    cycle_payloads: bool
     payloads: list[bytes]
 
 
@@ -120,8 +121,10 @@ class _Client:
 
     def payload(self) -> bytes | None:
         if self.next_payload >= len(self.spec.payloads):
-            self.exhausted = True
-            return None
+            if not self.spec.cycle_payloads or not self.spec.payloads:
+                self.exhausted = True
+                return None
+            self.next_payload = 0
         self.next_payload += 1
         return self.spec.payloads[self.next_payload - 1]
 

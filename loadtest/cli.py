@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = LoadTestConfig(
             target=target, rate=ns.rate, concurrency=ns.concurrency, duration_s=ns.duration,
             warmup_s=ns.warmup, processes=ns.processes, deadline_ms=ns.deadline_ms, method=ns.method,
-            batch_size=ns.batch_size,
+            batch_size=ns.batch_size, cycle_payloads=baseline is not None,
         )
         if baseline is None:
             wait_serving(target, timeout_s=10.0)
