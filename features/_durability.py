@@ -14,6 +14,7 @@ scoring thread; once it is durable, older segments and snapshots are deleted.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 import threading
@@ -28,7 +29,7 @@ import numpy as np
 from features._errors import RecoveryError
 from features._schema import TXN_DTYPE
 
-__all__ = ["KIND_OUTCOME", "KIND_TXN", "LOG_DTYPE", "DurableLog", "Recovered", "read_data_dir"]
+__all__ = ["KIND_OUTCOME", "KIND_TXN", "LOG_DTYPE", "DirectoryLock", "DurableLog", "Recovered", "read_data_dir"]
 
 KIND_TXN = 0
 KIND_OUTCOME = 1
@@ -68,6 +69,34 @@ def _numbered(data_dir: Path, prefix: str, suffix: str) -> list[tuple[int, Path]
         if digits.isdigit():
             found.append((int(digits), path))
     return sorted(found)
+
+
+class DirectoryLock:
+    """An exclusive flock on data_dir/LOCK, so two engines never write one data directory.
+
+    The kernel releases it when the process dies; dropping the object releases it too.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = os.open(data_dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            self._fd = None
+            raise RecoveryError(
+                f"{data_dir} is in use by another feature engine; close it or use another data_dir"
+            ) from None
+
+    def release(self) -> None:
+        """Give the directory up."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.release()
 
 
 @dataclass(slots=True)
@@ -168,8 +197,9 @@ def read_data_dir(data_dir: Path, fingerprint: str) -> Recovered:
 class DurableLog:
     """Buffered, thread-safe writer of log records and snapshots into a data directory."""
 
-    def __init__(self, data_dir: Path, fingerprint: str, total: int) -> None:
+    def __init__(self, data_dir: Path, fingerprint: str, total: int, lock: DirectoryLock) -> None:
         self._dir = data_dir
+        self._dir_lock = lock
         self._fingerprint = fingerprint
         self._lock = threading.Lock()  # guards the buffer and the record counter
         self._io_lock = threading.Lock()  # one sync() at a time
@@ -264,6 +294,7 @@ class DurableLog:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+            self._dir_lock.release()
 
     def iter_dir(self) -> Iterator[Path]:
         """Files of the data directory (for diagnostics and tests)."""

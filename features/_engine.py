@@ -17,7 +17,7 @@ import numpy as np
 
 from features._catalogue import CATALOGUE
 from features._config import FeatureConfig
-from features._durability import KIND_OUTCOME, KIND_TXN, LOG_DTYPE, DurableLog, read_data_dir
+from features._durability import KIND_OUTCOME, KIND_TXN, LOG_DTYPE, DirectoryLock, DurableLog, read_data_dir
 from features._embedded import EmbeddedState
 from features._errors import EngineStateError, FeatureError
 from features._schema import TXN_DTYPE
@@ -93,11 +93,12 @@ class FeatureEngine:
             return cls(config, state, "embedded", None)
         data_dir = Path(data_dir)
         fingerprint = config.state_fingerprint()
+        lock = DirectoryLock(data_dir)
         recovered = read_data_dir(data_dir, fingerprint)
         if recovered.snapshot is not None:
             state.load(recovered.snapshot)
         _apply_log(state, recovered.records)
-        log = DurableLog(data_dir, fingerprint, recovered.total)
+        log = DurableLog(data_dir, fingerprint, recovered.total, lock)
         return cls(config, state, "embedded", log)
 
     # --- properties -----------------------------------------------------------------------------------------------

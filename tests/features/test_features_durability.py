@@ -75,12 +75,22 @@ def test_close_and_reopen_keeps_everything(tmp_path: Path, config: FeatureConfig
     assert np.array_equal(probe_features(engine, work), probe_features(reference_engine(config, work.steps), work))
 
 
+def test_one_writer_per_data_dir(tmp_path: Path, config: FeatureConfig) -> None:
+    """A second engine on a data_dir in use is refused; after close() the directory can be reopened."""
+    first = FeatureEngine.open(config, data_dir=tmp_path)
+    with pytest.raises(RecoveryError, match="in use"):
+        FeatureEngine.open(config, data_dir=tmp_path)
+    first.close()
+    FeatureEngine.open(config, data_dir=tmp_path).close()
+
+
 def test_torn_tail_is_dropped(tmp_path: Path, config: FeatureConfig) -> None:
     """A partially written block at the end of the log (crash during write) is truncated on recovery."""
     work = generate(config, seed=13, rows=300)
     engine = FeatureEngine.open(config, data_dir=tmp_path)
     feed(engine, work.steps)
     engine.sync()
+    del engine  # an abrupt stop: no close()
     segment = sorted(tmp_path.glob("log-*.opl"))[-1]
     with segment.open("ab") as handle:
         handle.write(b"OPL1\x05\x00\x00\x00garbage")
