@@ -175,7 +175,9 @@ def constants_of(rules: RuleSet) -> list[float]:
     return sorted(values)
 
 
-EQUIVALENCE = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+EQUIVALENCE = settings(
+    max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @EQUIVALENCE
