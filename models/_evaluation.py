@@ -16,7 +16,7 @@ import numpy as np
 
 from models._hybrid import combine_scores
 
-__all__ = ["alert_weights", "evaluate_scores", "format_report", "hybrid_report"]
+__all__ = ["alert_weights", "evaluate_scores", "fit_rule_weights", "format_report", "hybrid_report", "rule_stats"]
 
 
 def alert_weights(scores: np.ndarray, rate: float) -> tuple[np.ndarray, float]:
@@ -59,6 +59,54 @@ def evaluate_scores(scores: np.ndarray, y: np.ndarray, typology: np.ndarray, rat
     }
 
 
+def fit_rule_weights(
+    p_model: np.ndarray, hits: np.ndarray, y: np.ndarray, active: np.ndarray, l2: float = 1e-6
+) -> np.ndarray:
+    """Rule weights (0..1000) that make the noisy-OR hybrid most likely on labelled rows, the model held fixed.
+
+    With ``L_i = -log(1 - w_i/1000)`` the hybrid is ``1 - exp(-(L_p + sum_i hit_i L_i))``; the negative
+    log-likelihood is convex in ``L`` (>= 0), so L-BFGS-B finds the optimum. A weight is the evidence a
+    rule adds *beyond the model*: a rule the model already accounts for gets a weight near 0.
+    Only rows with at least one active hit depend on the weights. Shadow rules get 0.
+    """
+    from scipy.optimize import minimize  # type: ignore[import-untyped]
+
+    hit = (np.asarray(hits) != 0) & np.asarray(active, dtype=bool)[None, :]
+    rows = hit.any(axis=1)
+    h = hit[rows].astype(np.float64)
+    yr = np.asarray(y)[rows].astype(np.float64)
+    offset = -np.log1p(-np.clip(np.asarray(p_model, dtype=np.float64)[rows], 0.0, 1 - 1e-12))
+    n = max(1, yr.size)
+
+    def objective(big_l: np.ndarray) -> tuple[float, np.ndarray]:
+        s = np.maximum(offset + h @ big_l, 1e-12)
+        nll = float(np.sum(-yr * np.log(-np.expm1(-s)) + (1 - yr) * s)) + l2 * n * float(big_l @ big_l)
+        grad = h.T @ ((1 - yr) - yr / np.expm1(s)) + 2 * l2 * n * big_l
+        return nll, grad
+
+    r = hit.shape[1]
+    if not yr.size:
+        return np.zeros(r)
+    cap = -np.log(1 - 0.999)
+    result = minimize(objective, np.full(r, 0.05), jac=True, method="L-BFGS-B", bounds=[(0.0, cap)] * r)
+    weights: np.ndarray = np.round(1000 * -np.expm1(-result.x), 1) * np.asarray(active, dtype=bool)
+    return weights
+
+
+def rule_stats(hits: np.ndarray, y: np.ndarray, rules: Any, fitted: np.ndarray) -> list[dict[str, Any]]:
+    """Per rule on labelled rows: hits, precision, the pack's weight and the fitted weight."""
+    hit = np.asarray(hits) != 0
+    y = np.asarray(y).astype(bool)
+    out = []
+    for i, rule in enumerate(rules.rules):
+        n = int(hit[:, i].sum())
+        k = int((hit[:, i] & y).sum())
+        out.append({"id": rule.id, "typology": rule.typology, "active": bool(rules.active[i]),
+                    "weight": float(rules.weights[i]), "hits": n, "fraud_hits": k,
+                    "precision": round(k / n, 4) if n else None, "fitted_weight": float(fitted[i])})
+    return out
+
+
 def hybrid_report(
     p_model: np.ndarray,
     hits: np.ndarray | None,
@@ -67,8 +115,12 @@ def hybrid_report(
     y: np.ndarray,
     typology: np.ndarray,
     rate: float,
+    fitted_weights: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Metrics of rules alone, model alone and the hybrid; rules entries are None when no rule set was given."""
+    """Metrics of rules alone, model alone and the hybrid; rules entries are None when no rule set was given.
+
+    With ``fitted_weights`` also ``hybrid_fitted``: the same formula with weights fitted on earlier rows.
+    """
     report: dict[str, Any] = {
         "rows": int(y.size),
         "fraud_rows": int(np.asarray(y).sum()),
@@ -82,17 +134,20 @@ def hybrid_report(
     hybrid, _, _ = combine_scores(p_model, hits, weights, active)
     report["rules"] = evaluate_scores(rules_only.astype(np.float64), y, typology, rate)
     report["hybrid"] = evaluate_scores(hybrid.astype(np.float64), y, typology, rate)
+    if fitted_weights is not None:
+        refit, _, _ = combine_scores(p_model, hits, fitted_weights, active)
+        report["hybrid_fitted"] = evaluate_scores(refit.astype(np.float64), y, typology, rate)
     return report
 
 
 def format_report(report: dict[str, Any]) -> str:
     """The report as a plain-text table for the terminal."""
-    systems = [s for s in ("rules", "model", "hybrid") if report.get(s)]
+    systems = [s for s in ("rules", "model", "hybrid", "hybrid_fitted") if report.get(s)]
     lines = [
         f"held-out period: {report.get('period', '')}  rows {report['rows']:,}  fraud rows {report['fraud_rows']:,}",
         f"alert rate {report['model']['alert_rate']:.2%} of transactions",
         "",
-        f"{'':28}" + "".join(f"{s:>12}" for s in systems),
+        f"{'':28}" + "".join(f"{s.replace('hybrid_fitted', 'hybrid*'):>12}" for s in systems),
     ]
 
     def row(label: str, key: str, fmt: str = "{:.4f}") -> None:
@@ -110,4 +165,7 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  {name:26}" + "".join(f"{v:>12.3f}" if v is not None else f"{'-':>12}" for v in values))
     if not report.get("rules"):
         lines.append("(no rule set could be loaded: rules and hybrid columns are missing)")
+    if report.get("hybrid_fitted"):
+        lines.append("hybrid*: the same noisy-OR with rule weights fitted on the training and validation periods "
+                     "given the model (see rule_stats in the report for the suggested weights)")
     return "\n".join(lines)

@@ -108,6 +108,7 @@ def booster_to_onnx(booster: Any, feature_names: tuple[str, ...]) -> onnx.ModelP
         raise ExportError(f"onnxmltools could not convert the booster: {exc}") from exc
     _round_thresholds_down(model, booster.dump_model())
     _fix_output_shapes(model, len(feature_names))
+    model.graph.name = "outpost_fraud_gbm"  # the converter picks a random uuid; retraining must give equal bytes
     model.doc_string = "Outpost fraud model; input columns: " + ",".join(feature_names)
     try:
         onnx.checker.check_model(model)

@@ -58,6 +58,12 @@ class SimulationConfig:
     start: dt.date = dt.date(2026, 1, 1)  # local (Asia/Shanghai) date of the first simulated day
     fraud_scale: float = 1.0  # multiplies every typology's prevalence
     unconfirmed_share: float = 0.08  # typology accounts whose fraud is never confirmed (labelled normal)
+    # Fraud evolves: these typologies only appear from this share of the period on (a new wave the
+    # analysts wrote rules for before the model saw enough of it) ...
+    emerging: tuple[str, ...] = ("structuring", "virtual_assets")
+    emerging_from: float = 0.7
+    # ... and telecom-fraud victims are sent to the counter for cash more and more (share added by the end).
+    teller_drift: float = 0.3
     prevalence: dict[str, float] = field(default_factory=lambda: dict(_DEFAULT_PREVALENCE))
 
     def __post_init__(self) -> None:
@@ -67,7 +73,7 @@ class SimulationConfig:
             raise ValueError(f"days must be at least 14 (typologies need room), got {self.days}")
         if self.fraud_scale < 0:
             raise ValueError(f"fraud_scale must be >= 0, got {self.fraud_scale}")
-        unknown = sorted(set(self.prevalence) - set(TYPOLOGIES))
+        unknown = sorted((set(self.prevalence) | set(self.emerging)) - set(TYPOLOGIES))
         if unknown:
             raise ValueError(f"unknown typologies in prevalence: {unknown}; known: {list(TYPOLOGIES)}")
 
@@ -470,6 +476,7 @@ class _Injector:
         self.fresh_cp = 0
         self.scam_pool: np.ndarray = np.zeros(0, dtype=np.int64)
         self.mules: np.ndarray = np.zeros(0, dtype=np.int64)
+        self.current = ""  # the typology being injected
 
     # helpers ----------------------------------------------------------------------
     def new_device(self) -> int:
@@ -482,7 +489,11 @@ class _Injector:
         return 5_000_000_000 + np.arange(start, start + k)
 
     def day_start(self, lo: float, hi: float) -> int:
+        """A start day in [lo, hi) of the period; emerging typologies start no earlier than ``emerging_from``."""
         days = self.cfg.days
+        if self.current in self.cfg.emerging:
+            lo = max(lo, self.cfg.emerging_from)
+            hi = max(hi, lo + 0.05)
         return int(self.rng.integers(int(lo * days), max(int(lo * days) + 1, int(hi * days))))
 
     def add(
@@ -505,7 +516,9 @@ class _Injector:
         t0 = day * _DAY_S + int(rng.integers(9 * 3600, 17 * 3600))
         balance = max(balance_at(acct, t0), 2_000_000)
         elderly = self.pop.age[acct] >= 60
-        if rng.random() < (0.5 if elderly else 0.15):
+        # Scammers move victims to the bank counter as online transfer controls tighten: the cash share grows.
+        drift = self.cfg.teller_drift * day / self.cfg.days
+        if rng.random() < (0.35 if elderly else 0.1) + drift:
             share = rng.uniform(0.5, 0.95)
             amount = int(_round_to(np.array([balance * share]), 1000)[0])
             branch = int(self.pop.home_branch[acct]) if rng.random() < 0.7 else int(rng.integers(0, 45))
@@ -836,8 +849,10 @@ def simulate(cfg: SimulationConfig) -> pd.DataFrame:
     inj.mules = chosen["money_mule"]
     inj.scam_pool = 7_000_000_000 + np.arange(max(8, counts["telecom_fraud_victim"] // 3))
 
+    inj.current = "money_mule"
     for acct in chosen["money_mule"]:
         inj.money_mule(int(acct))
+    inj.current = "dormant_account"
     for acct in chosen["dormant_account"]:
         inj.dormant_account(int(acct), fraud=True)
     for acct in chosen["dormant_legit"]:
@@ -845,6 +860,7 @@ def simulate(cfg: SimulationConfig) -> pd.DataFrame:
     for name in ("illegal_fundraising", "structuring", "card_testing", "gambling", "virtual_assets",
                  "illegal_intermediary", "employee_misconduct"):
         method = getattr(inj, name)
+        inj.current = name
         for acct in chosen[name]:
             method(int(acct))
 
@@ -860,6 +876,7 @@ def simulate(cfg: SimulationConfig) -> pd.DataFrame:
 
     # Victims lose a share of what they hold at the time of the scam: look balances up on everyday events.
     balance_at = _balance_lookup(normal, pop.initial_balance)
+    inj.current = "telecom_fraud_victim"
     for acct in chosen["telecom_fraud_victim"]:
         inj.telecom_fraud_victim(int(acct), balance_at)
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from features import CATALOGUE, FEATURE_INDEX, OUTCOME_DTYPE, FeatureConfig, FeatureEngine, encode_frame, stable_key
 from models._errors import ExportError, TrainingError
-from models._evaluation import evaluate_scores, hybrid_report
+from models._evaluation import evaluate_scores, fit_rule_weights, hybrid_report, rule_stats
 from models._export import booster_to_onnx, parity
 from models._registry import COVERS_FILE, MODEL_FILE, artifacts_root, update_metadata, write_metadata
 from models._runner import ModelRunner
@@ -152,10 +152,14 @@ class TrainingResult:
     metadata: dict[str, Any]
 
 
-def data_fingerprint(frame: pd.DataFrame) -> str:
-    """sha256 over the canonical columns and their row hashes: equal data, equal fingerprint."""
-    digest = hashlib.sha256(",".join(frame.columns).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+def data_fingerprint(txns: np.ndarray, frame: pd.DataFrame) -> str:
+    """sha256 of what training sees: the encoded transaction records, the labels and the typologies."""
+    digest = hashlib.sha256(np.ascontiguousarray(txns).tobytes())
+    digest.update(frame["is_fraud"].to_numpy().astype(np.int8).tobytes())
+    if "typology" in frame:
+        codes, names = pd.factorize(frame["typology"].fillna("").astype(str), sort=True)
+        digest.update(np.asarray(codes, dtype=np.int32).tobytes())
+        digest.update("\0".join(map(str, names)).encode())
     return digest.hexdigest()
 
 
@@ -178,10 +182,18 @@ def _outcomes(frame: pd.DataFrame, times_us: np.ndarray, config: TrainingConfig)
 
 
 def replay_features(
-    frame: pd.DataFrame, config: TrainingConfig, tick: Callable[[int], None] | None = None, slices: int = 10
+    frame: pd.DataFrame,
+    config: TrainingConfig,
+    tick: Callable[[int], None] | None = None,
+    slices: int = 10,
+    txns: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The (n, F) catalogue feature matrix of ``frame`` (sorted by event time), by replay through the engine."""
-    txns = encode_frame(frame, config.feature_config)
+    """The (n, F) catalogue feature matrix of ``frame`` (sorted by event time), by replay through the engine.
+
+    ``txns`` is ``encode_frame(frame)`` when the caller has it already.
+    """
+    if txns is None:
+        txns = encode_frame(frame, config.feature_config)
     times = txns["event_time_us"]
     outcomes = _outcomes(frame, times, config)
     # Replay in time slices on one engine so a progress bar can move; outcomes go to the slice holding the
@@ -279,10 +291,11 @@ def train_model(transactions: pd.DataFrame, config: TrainingConfig) -> TrainingR
     slices = 10
     bar = tqdm(total=slices + config.num_trees + 3, disable=not config.progress, unit="step", desc="train")
     try:
-        bar.set_postfix_str("fingerprint")
-        fingerprint = data_fingerprint(frame)
+        bar.set_postfix_str("encoding")
+        txns = encode_frame(frame, config.feature_config)
+        fingerprint = data_fingerprint(txns, frame)
         bar.set_postfix_str("replaying features")
-        x_all = replay_features(frame, config, bar.update, slices)
+        x_all = replay_features(frame, config, bar.update, slices, txns)
         times = encode_times(frame)
         split = TimeSplit.of(times, config)
         train, valid, test = split.masks(times)
@@ -352,8 +365,7 @@ def train_model(transactions: pd.DataFrame, config: TrainingConfig) -> TrainingR
         }
         thresholds = _thresholds(p_valid)
         rules, why = load_rules(config.rules_path)
-        report = evaluation_report(runner, rules, why, x_all[test], y_all[test], typology[test], config.alert_rate,
-                                   split)
+        report = evaluation_report(runner, rules, why, x_all, y_all, typology, times, config.alert_rate, split)
         metadata = update_metadata(version_dir, metrics=metrics, thresholds=thresholds, evaluation=report)
         bar.update(1)
     finally:
@@ -362,16 +374,25 @@ def train_model(transactions: pd.DataFrame, config: TrainingConfig) -> TrainingR
 
 
 def evaluation_report(runner: ModelRunner, rules: Any | None, why: str, x: np.ndarray, y: np.ndarray,
-                      typology: np.ndarray, rate: float, split: TimeSplit) -> dict[str, Any]:
-    """Rules alone, model alone and hybrid on the test rows of a catalogue feature matrix."""
+                      typology: np.ndarray, times: np.ndarray, rate: float, split: TimeSplit) -> dict[str, Any]:
+    """Rules alone, model alone and hybrid on the test period of a full catalogue feature matrix.
+
+    Rule weights are also fitted (given the model) on the training and validation periods, and
+    the hybrid with those weights is reported as ``hybrid_fitted`` with per-rule statistics.
+    """
+    test = times >= split.test_from_us
+    fit_rows = ~test
     p = runner.predict(x)
     if rules is None:
-        report = hybrid_report(p, None, None, None, y, typology, rate)
+        report = hybrid_report(p[test], None, None, None, y[test], typology[test], rate)
         report["rules_unavailable"] = why
     else:
         hits = rules.evaluate(np.ascontiguousarray(x))
-        report = hybrid_report(p, hits, rules.weights, rules.active, y, typology, rate)
+        fitted = fit_rule_weights(p[fit_rows], hits[fit_rows], y[fit_rows], rules.active)
+        report = hybrid_report(p[test], hits[test], rules.weights, rules.active, y[test], typology[test], rate,
+                               fitted)
         report["ruleset_version"] = rules.version
+        report["rule_stats"] = rule_stats(hits[fit_rows], y[fit_rows], rules, fitted)
     described = split.describe()
     report["period"] = f"{described['test_from']} .. {described['end']}"
     report["model_version"] = runner.version

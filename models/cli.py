@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", type=Path, help="model version directory (default: the shipped default)")
     ev.add_argument("--rules", type=Path, help="rule pack (default: the shipped pack)")
     ev.add_argument("--alert-rate", type=float, default=0.005)
+    ev.add_argument("--accounts", type=int, help="simulation size (default: the model's training simulation)")
+    ev.add_argument("--days", type=int)
+    ev.add_argument("--seed", type=int)
     return parser
 
 
@@ -116,8 +119,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     runner = ModelRunner.load(model_dir)
     record = runner.metadata.get("training", {}).get("config", {})
     sim = record.get("simulation") or {}
-    simulation = SimulationConfig(accounts=int(sim.get("accounts", 20_000)), days=int(sim.get("days", 120)),
-                                  seed=int(sim.get("seed", 7)))
+    simulation = SimulationConfig(
+        accounts=args.accounts or int(sim.get("accounts", 20_000)),
+        days=args.days or int(sim.get("days", 120)),
+        seed=int(sim.get("seed", 7)) if args.seed is None else args.seed,
+    )
     config = TrainingConfig(
         out_dir=model_dir.parent,
         label_delay_days=float(record.get("label_delay_days", 7.0)),
@@ -134,11 +140,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     x = replay_features(frame, config)
     times = encode_times(frame)
     split = TimeSplit.of(times, config)
-    _, _, test = split.masks(times)
     rules, why = load_rules(args.rules or default_rules_path())
     y = frame["is_fraud"].to_numpy().astype(np.int64)
     typology = frame["typology"].astype(str).to_numpy()
-    report = evaluation_report(runner, rules, why, x[test], y[test], typology[test], args.alert_rate, split)
+    report = evaluation_report(runner, rules, why, x, y, typology, times, args.alert_rate, split)
     print(format_report(report))
     update_metadata(model_dir, evaluation=report)
     print(f"report saved into {model_dir / 'metadata.json'} (key 'evaluation')")
