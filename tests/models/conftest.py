@@ -12,8 +12,8 @@ import pytest
 from features import CATALOGUE, FEATURE_INDEX
 from models._export import booster_to_onnx
 from models._registry import COVERS_FILE, MODEL_FILE, write_metadata
-from models._trees import forest_from_onnx
 from models._training import model_feature_names
+from models._trees import forest_from_onnx
 
 
 def synthetic_matrix(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
