@@ -47,20 +47,32 @@ def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+def _factorized(df: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, distinct stripped strings) of a text column; missing values and absent columns are ''."""
+    n = len(df)
+    if column not in df.columns:
+        return np.zeros(n, dtype=np.intp), np.array([""], dtype=object)
+    codes, uniques = pd.factorize(df[column], use_na_sentinel=True)
+    # Strip and stringify each distinct value once, not each row; index -1 (missing) maps to the final ''.
+    texts = [v.strip() if isinstance(v, str) else str(v) for v in np.asarray(uniques, dtype=object)]
+    return np.asarray(codes, dtype=np.intp), np.array([*texts, ""], dtype=object)
+
+
 def _text(df: pd.DataFrame, column: str) -> np.ndarray:
     """The column as an object array of stripped strings ('' for missing)."""
-    if column not in df.columns:
-        return np.full(len(df), "", dtype=object)
-    series = df[column]
-    out = series.astype(object).where(series.notna(), "").to_numpy(dtype=object)
-    return np.array([v.strip() if isinstance(v, str) else str(v) for v in out], dtype=object) if len(out) else out
+    codes, texts = _factorized(df, column)
+    return np.asarray(texts[codes], dtype=object)
+
+
+def _upper(df: pd.DataFrame, column: str) -> np.ndarray:
+    codes, texts = _factorized(df, column)
+    return np.asarray(np.array([t.upper() for t in texts], dtype=object)[codes], dtype=object)
 
 
 def _keys(df: pd.DataFrame, column: str) -> np.ndarray:
-    values = _text(df, column)
-    codes, uniques = pd.factorize(values)
-    table = np.fromiter((stable_key(str(u)) for u in uniques), dtype=np.uint64, count=len(uniques))
-    return table[codes] if len(values) else np.zeros(0, dtype=np.uint64)
+    codes, texts = _factorized(df, column)
+    table = np.fromiter((stable_key(str(t)) for t in texts), dtype=np.uint64, count=len(texts))
+    return np.asarray(table[codes], dtype=np.uint64)
 
 
 def _times(df: pd.DataFrame, column: str, required: bool) -> np.ndarray:
@@ -136,22 +148,23 @@ def _integers(df: pd.DataFrame, column: str, default: int | None) -> tuple[np.nd
 
 def _enum(df: pd.DataFrame, column: str, enum: str, prefix: str, required: bool) -> np.ndarray:
     members = ENUMS[enum]
-    values = _text(df, column) if column in df.columns else None
-    if values is None:
+    if column not in df.columns:
         if required:
             raise EncodingError(0, column, "required column is missing")
         return np.zeros(len(df), dtype=np.int8)
-    codes, uniques = pd.factorize(values)
-    table = np.zeros(len(uniques), dtype=np.int8)
-    for index, raw in enumerate(uniques):
+    codes, texts = _factorized(df, column)
+    table = np.zeros(len(texts), dtype=np.int8)
+    for index, raw in enumerate(texts):
         name = str(raw).upper().removeprefix(prefix)
         if name == "" and not required:
             continue
         if name not in members:
+            if not (codes == index).any() and index == len(texts) - 1:
+                continue  # the '' slot for missing values, unused
             row = _first_bad(codes == index)
             raise EncodingError(row, column, f"{raw!r} is not one of {', '.join(members)}")
         table[index] = members[name]
-    return table[codes] if len(values) else np.zeros(0, dtype=np.int8)
+    return np.asarray(table[codes], dtype=np.int8)
 
 
 def _to_fen(config: FeatureConfig, amounts: np.ndarray, currencies: np.ndarray, column: str) -> np.ndarray:
@@ -238,12 +251,12 @@ def encode_frame(df: pd.DataFrame, config: FeatureConfig) -> np.ndarray:
     if (amounts <= 0).any():
         raise EncodingError(_first_bad(amounts <= 0), "amount_minor", "amounts must be > 0 minor units")
     out["amount_minor"] = amounts
-    currencies = np.array([c.upper() for c in _text(df, "currency")], dtype=object)
+    currencies = _upper(df, "currency")
     if n and (currencies == "").any():
         raise EncodingError(_first_bad(currencies == ""), "currency", "a currency code is required")
     out["amount_fen"] = _to_fen(config, amounts, currencies, "currency")
     balances, no_balance = _integers(df, "balance_minor", 0)
-    balance_currencies = np.array([c.upper() for c in _text(df, "balance_currency")], dtype=object)
+    balance_currencies = _upper(df, "balance_currency")
     balance_currencies = np.where(balance_currencies == "", currencies, balance_currencies) if n else balance_currencies
     known = ~no_balance
     balance_fen = np.full(n, NO_BALANCE, dtype=np.int64)
@@ -272,8 +285,8 @@ def encode_frame(df: pd.DataFrame, config: FeatureConfig) -> np.ndarray:
         raise EncodingError(_first_bad((employee != 0) & (employee != 1)), "is_employee", "expected 0 or 1")
     out["is_employee"] = employee
     home = config.home_country.upper()
-    country = np.array([c.upper() for c in _text(df, "country")], dtype=object)
-    cp_country = np.array([c.upper() for c in _text(df, "counterparty_country")], dtype=object)
+    country = _upper(df, "country")
+    cp_country = _upper(df, "counterparty_country")
     if n:
         out["cross_border"] = ((country != "") & (country != home)) | ((cp_country != "") & (cp_country != home))
     out["apply"] = 1
