@@ -28,6 +28,14 @@ BARE = "bare"
 OUTPOST = "outpost"  # the shipped defaults: durability fsync
 OUTPOST_WRITE = "outpost (durability=write)"
 OUTPOST_NONE = "outpost (durability=none)"
+OUTPOST_WAIT = "outpost (batch_wait_us=2000)"
+# The Outpost servers measured, by name, with their OUTPOST_* settings (without the prefix).
+OUTPOST_VARIANTS: tuple[tuple[str, dict[str, str]], ...] = (
+    (OUTPOST, {}),
+    (OUTPOST_WRITE, {"DURABILITY": "write"}),
+    (OUTPOST_NONE, {"DURABILITY": "none"}),
+    (OUTPOST_WAIT, {"BATCH_WAIT_US": "2000"}),
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,8 +222,7 @@ def run_suite(config: SuiteConfig, requests: list[pb.ScoreRequest], log: Callabl
         bare = stack.enter_context(BaselineServer())
         servers = [_Server(BARE, bare.target, bare.pid, RequestPool(requests))]
         outposts: dict[str, OutpostServer] = {}
-        for name, settings in ((OUTPOST, {}), (OUTPOST_WRITE, {"DURABILITY": "write"}),
-                               (OUTPOST_NONE, {"DURABILITY": "none"})):
+        for name, settings in OUTPOST_VARIANTS:
             try:
                 server = stack.enter_context(OutpostServer(settings, name=name))
             except LoadTestError as exc:
