@@ -135,6 +135,15 @@ class RuleSet:
 
         One kernel call for the whole batch; each rule's channel filter is applied inside it.
         """
+        shape = getattr(features, "shape", None)
+        if shape is not None and len(shape) == 2 and shape[1] == self._width:
+            # Fast path: numba's dispatcher itself refuses anything but a C-contiguous float64 matrix.
+            hits = np.empty((shape[0], len(self.rules)), dtype=np.uint8)
+            try:
+                self._kernel(features, hits)
+                return hits
+            except TypeError:
+                pass  # another dtype or layout: converted below
         matrix = self._matrix(features)
         hits = np.empty((matrix.shape[0], len(self.rules)), dtype=np.uint8)
         self._kernel(matrix, hits)
