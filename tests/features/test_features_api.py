@@ -177,6 +177,7 @@ def test_sync_from_another_thread_while_scoring(tmp_path: Path, config: FeatureC
         thread.join()
     written.append(engine.sync())
     assert sum(written) == sum(len(c.txns) for c in work.calls)
+    engine.close()
     recovered = FeatureEngine.open(config, data_dir=tmp_path)
     assert recovered.stats()["applied"] == sum(written)
 
