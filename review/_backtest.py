@@ -91,20 +91,20 @@ class BacktestResult:
     def scores_table(self) -> pa.Table:
         """One row per scored transaction (the columns of scores.csv, see docs/review.md)."""
         columns: dict[str, Any] = {
-            "transaction_id": pa.array(self.rows["transaction_id"].astype(str).to_numpy(), type=pa.string()),
+            "transaction_id": _arrow_text(self.rows["transaction_id"]),
             "event_time": pa.array(self.rows["event_time"].to_numpy(dtype="datetime64[us]"),
                                    type=pa.timestamp("us", tz="UTC")),
-            "account_id": pa.array(self.rows["account_id"].astype(str).to_numpy(), type=pa.string()),
-            "counterparty_id": pa.array(self.rows["counterparty_id"].astype(str).to_numpy(), type=pa.string()),
+            "account_id": _arrow_text(self.rows["account_id"]),
+            "counterparty_id": _arrow_text(self.rows["counterparty_id"]),
             "amount_cny": pa.array(self.rows["amount_cny"].to_numpy(), type=pa.float64()),
-            "channel": pa.array(self.rows["channel"].astype(str).to_numpy(), type=pa.string()),
+            "channel": _arrow_text(self.rows["channel"]),
         }
         columns.update(_run_columns(self.live, ""))
         if self.draft is not None:
             columns.update(_run_columns(self.draft, "draft_"))
         labels = self.rows["label"].to_numpy(dtype=np.int8)
         columns["label"] = pa.array(labels, type=pa.int8(), mask=np.full(len(labels), not self.labelled))
-        columns["typology"] = pa.array(self.rows["typology"].astype(str).to_numpy(), type=pa.string())
+        columns["typology"] = _arrow_text(self.rows["typology"])
         return pa.table(columns)
 
     def write_scores(self, path: Path) -> None:
@@ -120,6 +120,12 @@ class BacktestResult:
         table = table.set_column(table.schema.get_field_index("event_time"), "event_time",
                                  pc.binary_join_element_wise(times, pa.scalar("Z"), ""))
         pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="needed"))
+
+
+def _arrow_text(series: pd.Series) -> pa.Array:
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return pa.array(series, from_pandas=True).cast(pa.string())
+    return pa.array(series, type=pa.string(), from_pandas=True)
 
 
 def _hit_strings(hits: np.ndarray, rule_ids: Sequence[str]) -> pa.Array:
@@ -265,15 +271,15 @@ def run_backtest(
     labels = labels_all[first:] if labels_all is not None else None
     typology = (_strings(scored["typology"]) if "typology" in scored.columns and labels is not None else None)
     rows = pd.DataFrame({
-        "transaction_id": _strings(scored["transaction_id"]) if "transaction_id" in scored.columns
-        else np.arange(first, n_total).astype(str),
+        "transaction_id": _text(scored["transaction_id"]) if "transaction_id" in scored.columns
+        else pd.Series(np.arange(first, n_total).astype(str)),
         "event_time": times.iloc[first:].reset_index(drop=True),
-        "account_id": _strings(scored["account_id"]),
-        "counterparty_id": _strings(scored["counterparty_id"]) if "counterparty_id" in scored.columns else "",
+        "account_id": _text(scored["account_id"]),
+        "counterparty_id": _text(scored["counterparty_id"]) if "counterparty_id" in scored.columns else "",
         "amount_cny": amounts,
         "channel": _channel_names(channels),
         "label": labels if labels is not None else np.full(n_scored, -1, dtype=np.int8),
-        "typology": typology if typology is not None else "",
+        "typology": _text(scored["typology"]) if "typology" in scored.columns else "",
     })
     lap("collect")
 
@@ -294,17 +300,26 @@ def run_backtest(
 
 
 def _strings(series: pd.Series) -> np.ndarray:
-    """A text column as an object array of str ('' for missing), without a Python loop for str columns."""
+    """A text column as an object array of str ('' for missing)."""
     return np.asarray(series.fillna("").astype(str).to_numpy(dtype=object))
 
 
-def _channel_names(codes: np.ndarray) -> np.ndarray:
+def _text(series: pd.Series) -> pd.Series:
+    """A text column as a pandas string Series ('' for missing), index reset; no copy for string columns."""
+    if not pd.api.types.is_string_dtype(series.dtype) or series.dtype == object:
+        series = series.astype("str")
+    if series.hasnans:
+        series = series.fillna("")
+    return series.reset_index(drop=True)
+
+
+def _channel_names(codes: np.ndarray) -> pd.Categorical:
     from features import ENUMS
 
     names = np.full(max(ENUMS["Channel"].values()) + 1, "", dtype=object)
     for name, number in ENUMS["Channel"].items():
         names[number] = name
-    return np.asarray(names[np.clip(codes, 0, len(names) - 1)])
+    return pd.Categorical.from_codes(np.clip(codes, 0, len(names) - 1), categories=list(names))
 
 
 def _run_report(run: RuleSetRun, labels: np.ndarray | None, typology: np.ndarray | None,
