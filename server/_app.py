@@ -30,6 +30,8 @@ __all__ = ["OutpostApp", "create_server", "serve"]
 
 log = structlog.get_logger("outpost.app")
 
+STATE_PROBE_SECONDS = 1.0
+
 SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["RiskScoring"].full_name,
     pb.DESCRIPTOR.services_by_name["RiskAdmin"].full_name,
@@ -69,16 +71,18 @@ class OutpostApp:
                 f"refusing plaintext on non-loopback address {settings.addr}: set OUTPOST_TLS_CERT and "
                 "OUTPOST_TLS_KEY, or OUTPOST_ALLOW_PLAINTEXT_REMOTE=true behind a TLS-terminating proxy"
             )
-        if settings.tls_cert is not None and settings.tls_key is not None:
-            creds = grpc.ssl_server_credentials(
-                [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
-                root_certificates=settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None,
-                require_client_auth=settings.tls_client_ca is not None,
-            )
-            port = self.server.add_secure_port(settings.addr, creds)
-        else:
-            port = self.server.add_insecure_port(settings.addr)
-        port = int(port)
+        try:
+            if settings.tls_cert is not None and settings.tls_key is not None:
+                creds = grpc.ssl_server_credentials(
+                    [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
+                    root_certificates=settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None,
+                    require_client_auth=settings.tls_client_ca is not None,
+                )
+                port = int(self.server.add_secure_port(settings.addr, creds))
+            else:
+                port = int(self.server.add_insecure_port(settings.addr))
+        except RuntimeError:  # grpc raises (rather than returning port 0) when the address cannot be bound
+            port = 0
         if port == 0:
             raise StartupError(f"could not bind {settings.addr}: is another process using the port?")
         return port
@@ -118,9 +122,26 @@ class OutpostApp:
         pipeline.on_state_change = state_changed
         pipeline.on_error = lambda where, exc: log.error("dependency_error", where=where, error=str(exc))
         self.metrics.dependency_up.labels("state").set(1)
+        if self.settings.state_backend != "embedded":
+            self._background.add(task := loop.create_task(self._watch_state()))
+            task.add_done_callback(self._background.discard)
         self.service.ready.set()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", seconds=round(time.monotonic() - self.service.started_at, 3))
+
+    async def _watch_state(self) -> None:
+        """Probe the state backend every second, so health follows it even when no call comes to notice."""
+        loop = asyncio.get_running_loop()
+        pipeline, engine = self.service.pipeline, self.service.engine
+        assert pipeline is not None and engine is not None
+        while True:
+            await asyncio.sleep(STATE_PROBE_SECONDS)
+            try:
+                await loop.run_in_executor(None, engine.stats)
+            except BackendError as exc:
+                pipeline.mark_state(False, exc)
+            else:
+                pipeline.mark_state(True)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         assert self._load_task is not None, "call start() first"
@@ -134,12 +155,15 @@ class OutpostApp:
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING, let calls in flight finish within the grace period, make state durable, close."""
         await self.health.enter_graceful_shutdown()
+        for task in list(self._background):
+            task.cancel()
         await self.server.stop(self.settings.grace_seconds if grace is None else grace)
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
         if self.service.commit is not None:
             await self.service.commit.flush()
         self.service.close()
+        self.metrics.close()
         log.info("stopped")
 
 
@@ -158,7 +182,14 @@ async def _serve_async(settings: Settings) -> None:
     loop.add_signal_handler(signal.SIGINT, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(app.reload_rules_from_disk()))
     await app.start()
-    await stopping.wait()
+    assert app._load_task is not None
+    waiting = asyncio.ensure_future(stopping.wait())
+    await asyncio.wait({waiting, app._load_task}, return_when=asyncio.FIRST_COMPLETED)
+    if app._load_task.done() and not app._load_task.cancelled() and app._load_task.exception() is not None:
+        waiting.cancel()  # rules or model could not load: say so and exit rather than stay NOT_SERVING silently
+        await app.stop(grace=0)
+        raise StartupError(f"start-up failed: {app._load_task.exception()}")
+    await waiting
     log.info("draining", grace_seconds=settings.grace_seconds)
     await app.stop()
 

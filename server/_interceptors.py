@@ -3,6 +3,7 @@ and the translation of unexpected exceptions into a safe INTERNAL status (no exc
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -67,6 +68,8 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             code = "OK"
+            if metrics:
+                metrics.in_flight.inc()
             try:
                 if tokens is not None:
                     principal = tokens.authenticate(str(metadata.get("authorization", "")))
@@ -107,7 +110,10 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 if metrics and code == "INVALID_ARGUMENT":
                     metrics.rejected.labels(short).inc()
                 if metrics and code == "RESOURCE_EXHAUSTED":
-                    metrics.shed.inc()
+                    metrics.shed.labels(short).inc()
+                raise
+            except asyncio.CancelledError:  # the client went away or its deadline passed
+                code = "CANCELLED"
                 raise
             except Exception:
                 code = "INTERNAL"
@@ -116,8 +122,9 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 await context.abort(grpc.StatusCode.INTERNAL, f"internal error, incident {incident}; see server log")
             finally:
                 if metrics:
+                    metrics.in_flight.dec()
                     metrics.calls.labels(short, code).inc()
-                    metrics.latency.labels(short).observe(time.perf_counter() - started)
+                    metrics.latency.labels(short, code).observe(time.perf_counter() - started)
 
         return grpc.unary_unary_rpc_method_handler(
             wrapped,

@@ -9,13 +9,14 @@ exactly as if each had been sent alone.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from features import FEATURE_INDEX, BackendError, FeatureEngine
+from features import FEATURE_INDEX, BackendError, FeatureEngine, new_batch
 from models import ModelRunner, combine_scores
 from rules_engine import RuleSet
 from server._policy import BLOCK, CHALLENGE, ActionPolicy
@@ -95,6 +96,10 @@ class ScoringPipeline:
         self.on_state_change: Callable[[bool], None] | None = None
         self.state_ok = True
         self._stateless: FeatureEngine | None = None
+        if engine.backend != "embedded":
+            # Ready now, off the event loop: loading its kernels at the first outage would stall every call.
+            self._stateless = FeatureEngine.open(engine.config)
+            self._stateless.score(_dry_run_row())
 
     @property
     def snapshot(self) -> Snapshot:
@@ -153,6 +158,13 @@ class ScoringPipeline:
         if self.on_state_change is not None:
             self.on_state_change(ok)
 
+    def mark_state(self, ok: bool, exc: BaseException | None = None) -> None:
+        """What a health probe found: the state backend answers or not (callbacks fire on a change only)."""
+        if ok != self.state_ok:
+            self._set_state_ok(ok)
+            if exc is not None and self.on_error is not None:
+                self.on_error("state_backend", exc)
+
     def _without_state(self, snap: Snapshot, txns: np.ndarray, use_model: np.ndarray, exc: BaseException) -> Decisions:
         """The state backend failed: score on the transaction alone and apply each channel's fail mode.
 
@@ -177,17 +189,29 @@ class ScoringPipeline:
         return decisions
 
 
+def _dry_run_row() -> np.ndarray:
+    row = new_batch(1)
+    row["event_time_us"] = 1_700_000_000_000_000
+    row["account_key"] = 1
+    row["txn_type"] = row["channel"] = 1
+    row["apply"] = 0
+    return row
+
+
 def decide(snap: Snapshot, policy: ActionPolicy, features: np.ndarray, use_model: np.ndarray) -> Decisions:
     """Rules, model, hybrid score and action for a feature matrix: the part shared by online scoring and backtests."""
     rules = snap.rules
     n = len(features)
     hits = rules.evaluate(features)
     probability = np.zeros(n, dtype=np.float64)
+    extra: dict[str, object] = {}
     if snap.model is not None and use_model.any():
+        started = time.perf_counter()
         if use_model.all():
             probability = snap.model.predict(features)
         else:
             probability[use_model] = snap.model.predict(features[use_model])
+        extra["model_seconds"] = time.perf_counter() - started
     challenger = snap.challenger.predict(features) if snap.challenger is not None else None
     risk, rule_points, model_points = combine_scores(probability, hits, rules.weights, rules.active)
     if hits.shape[1]:
@@ -207,6 +231,7 @@ def decide(snap: Snapshot, policy: ActionPolicy, features: np.ndarray, use_model
         actions=actions,
         used_model=use_model & (snap.model is not None),
         challenger_probability=challenger,
+        extra=extra,
     )
 
 
@@ -230,6 +255,9 @@ def _merge(snap: Snapshot, n: int, parts: list[tuple[np.ndarray, Decisions]]) ->
         if first.challenger_probability is not None
         else None,
     )
+    seconds = [d.extra["model_seconds"] for _, d in parts if "model_seconds" in d.extra]
+    if seconds:
+        out.extra["model_seconds"] = float(sum(seconds))  # type: ignore[arg-type]
     for rows, d in parts:
         out.degraded_reason = out.degraded_reason or d.degraded_reason
         out.features[rows] = d.features

@@ -118,9 +118,9 @@ class RequestValidator:
             out.append(FieldViolation(p + "channel", "must be a Channel other than UNSPECIFIED"))
         for name in ("country", "counterparty_country"):
             value = getattr(t, name)
-            if value and not _COUNTRY.match(value):
+            if value and not _COUNTRY.fullmatch(value):
                 out.append(FieldViolation(p + name, "must be an ISO 3166-1 alpha-2 code such as CN"))
-        if t.merchant_category and not _MCC.match(t.merchant_category):
+        if t.merchant_category and not _MCC.fullmatch(t.merchant_category):
             out.append(FieldViolation(p + "merchant_category", "must be a 4-digit ISO 18245 merchant category code"))
         if req.HasField("customer"):
             c = req.customer
@@ -136,7 +136,9 @@ class RequestValidator:
                     out.append(FieldViolation(q + "birth_date", "must be before the transaction's event_time"))
             if c.HasField("account_opened"):
                 opened = _micros(c.account_opened)
-                if event_us is not None and opened > event_us + 86_400 * _US:
+                if not 0 <= c.account_opened.nanos < 1_000_000_000 or opened < _YEAR_1850_US:
+                    out.append(FieldViolation(q + "account_opened", "must be a valid date after 1850"))
+                elif event_us is not None and opened > event_us + 86_400 * _US:
                     out.append(FieldViolation(q + "account_opened", "must not be after the transaction's event_time"))
             if abs(c.balance_minor) > _MAX_AMOUNT_MINOR:
                 out.append(FieldViolation(q + "balance_minor", f"must be within +-{_MAX_AMOUNT_MINOR}"))

@@ -110,7 +110,7 @@ class OutpostService:
         pipeline.add_sink(self.recent)  # type: ignore[arg-type]
         if self.metrics is not None:
             pipeline.add_sink(self.metrics)
-            self.metrics.set_versions(rules.version, model.version)
+            self.metrics.track(pipeline, engine.stats)
         _warm(pipeline)
         self.engine, self.pipeline = engine, pipeline
         self.commit = GroupCommit(lambda fsync: engine.sync(fsync=fsync), settings.durability)
