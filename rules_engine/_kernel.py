@@ -103,6 +103,13 @@ def _import(path: Path, module_name: str) -> ModuleType:
         return module
 
 
+def kernel_is_cached(source: str, options: KernelOptions) -> bool:
+    """True when numba's disk cache already holds machine code for ``source`` (loading it will not compile)."""
+    digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:24]
+    cache = options.rules_dir() / "__pycache__"
+    return cache.is_dir() and any(cache.glob(f"k{digest}.*.nbi"))
+
+
 def load_kernel(source: str, options: KernelOptions) -> LoadedKernel:
     """Compile (or load from numba's cache) the kernel defined by ``source``."""
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:24]

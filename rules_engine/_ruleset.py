@@ -17,7 +17,7 @@ from rules_engine._checks import SymbolTable
 from rules_engine._codegen import KernelRule, generate_kernel_source
 from rules_engine._errors import RuleCompileError, RuleDiagnostic, RuleEvaluationError
 from rules_engine._interpreter import evaluate_condition
-from rules_engine._kernel import KernelFunction, KernelOptions, load_kernel
+from rules_engine._kernel import KernelFunction, KernelOptions, kernel_is_cached, load_kernel
 from rules_engine._model import Rule
 from rules_engine._rulefile import CHANNEL_ENUM, CompiledRule, read_rule_file
 
@@ -104,6 +104,22 @@ class RuleSet:
     def compile(cls, text: str, *, source: str = "<string>", options: KernelOptions | None = None) -> RuleSet:
         """Compile rule-file text; raises RuleCompileError listing every problem (named after ``source``)."""
         return cls(text=text, source=source, options=options)
+
+    @staticmethod
+    def kernel_cached(text: str, *, source: str = "<string>", options: KernelOptions | None = None) -> bool:
+        """Check ``text`` (RuleCompileError when it is wrong) and say whether its kernel is in numba's disk cache.
+
+        Parsing and checking take milliseconds; a kernel that is not cached takes seconds of numba compilation
+        holding the GIL, which a serving process should leave to a child process.
+        """
+        symbols = SymbolTable.from_catalogue()
+        rule_file = read_rule_file(text, source=source, symbols=symbols)
+        channel_column = symbols.features["channel"][0]
+        kernel_rules = [
+            KernelRule(condition=r.condition, channels=r.rule.channels, channel_column=channel_column)
+            for r in rule_file.rules
+        ]
+        return kernel_is_cached(generate_kernel_source(kernel_rules), options or KernelOptions())
 
     @classmethod
     def load(cls, path: Path | str, *, options: KernelOptions | None = None) -> RuleSet:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import tempfile
 from pathlib import Path
 
 import grpc
@@ -30,10 +32,12 @@ async def reload_rules(service: OutpostService, *, text: str | None, source: str
     assert service.pipeline is not None
     previous = service.pipeline.snapshot.rules.version
     try:
-        if text:
-            rules = await loop.run_in_executor(None, lambda: RuleSet.compile(text, source=source))
-        else:
-            rules = await loop.run_in_executor(None, RuleSet.load, service.settings.rules_path)
+        if text is None:
+            text = await loop.run_in_executor(None, service.settings.rules_path.read_text, "utf-8")
+        body = text
+        if not await loop.run_in_executor(None, lambda: RuleSet.kernel_cached(body, source=source)):
+            await _compile_in_child(body)
+        rules = await loop.run_in_executor(None, lambda: RuleSet.compile(body, source=source))
     except (RuleError, OSError) as exc:
         errors = [str(e) for e in getattr(exc, "errors", [])] or [str(exc)]
         service.audit(
@@ -47,6 +51,22 @@ async def reload_rules(service: OutpostService, *, text: str | None, source: str
     return pb.ReloadRulesResponse(
         ok=True, ruleset_version=rules.version, previous_version=previous, rule_count=len(rules.rules)
     )
+
+
+async def _compile_in_child(text: str) -> None:
+    """Compile a new kernel in a child process, which leaves it in numba's disk cache.
+
+    A cold numba compilation holds the GIL for seconds; done here it would stall every call in flight. The child
+    shares the cache directory (OUTPOST_CACHE_DIR), so the serving process then only loads machine code.
+    """
+    with tempfile.TemporaryDirectory(prefix="outpost-rules-") as tmp:
+        path = Path(tmp) / "rules.yaml"
+        path.write_text(text, encoding="utf-8")
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "rules_engine.cli", "check", str(path),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )
+        await child.wait()  # errors, if any, are reported by the in-process compile that follows
 
 
 class RiskAdminServicer(pb_grpc.RiskAdminServicer):  # type: ignore[misc]
