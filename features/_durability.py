@@ -19,7 +19,6 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,7 +205,6 @@ class DurableLog:
         self._buffer: list[np.ndarray | _SnapshotJob] = []
         self._appended = total  # records appended (durable or buffered)
         self._since_snapshot = 0
-        self._segment_first = total
         # A raw descriptor: nothing is buffered in the process, so an abrupt stop loses only what sync() never wrote.
         self._fd: int | None = _open_segment(data_dir / _segment_name(total))
         _fsync_dir(data_dir)
@@ -277,7 +275,6 @@ class DurableLog:
         # The new segment starts where the snapshot ends; older files are garbage once the rename is durable.
         os.close(self._fd)
         self._fd = _open_segment(self._dir / _segment_name(job.covered))
-        self._segment_first = job.covered
         _fsync_dir(self._dir)
         for number, path in _numbered(self._dir, "snap-", ".npz"):
             if number < job.covered:
@@ -295,7 +292,3 @@ class DurableLog:
                 os.close(self._fd)
                 self._fd = None
             self._dir_lock.release()
-
-    def iter_dir(self) -> Iterator[Path]:
-        """Files of the data directory (for diagnostics and tests)."""
-        return iter(sorted(self._dir.iterdir()))

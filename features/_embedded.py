@@ -18,17 +18,10 @@ from features._config import FeatureConfig
 from features._errors import EngineStateError, RecoveryError
 from features._schema import NO_TIME
 
-__all__ = ["TXN_COLUMNS", "EmbeddedState", "kernel_params", "txn_columns"]
+__all__ = ["N_FEATURES", "EmbeddedState", "kernel_params"]
 
 N_FEATURES = len(CATALOGUE)
 SWEEP_PER_ROW = 2
-
-# Columns of TXN_DTYPE passed to the kernels, in kernel argument order.
-TXN_COLUMNS = (
-    "event_time_us", "account_key", "counterparty_key", "device_key", "branch_key", "amount_fen", "balance_fen",
-    "account_opened_us", "mcc", "customer_age", "txn_type", "channel", "risk_level", "is_employee", "cross_border",
-    "apply",
-)
 
 # name -> dtype of every state array (snapshots store exactly these, plus meta)
 _ARRAYS: dict[str, type] = {
@@ -58,11 +51,6 @@ def kernel_params(config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
     ip[k.IP_SWEEP] = SWEEP_PER_ROW
     fp = np.array([config.typical_weight_float, config.rapid_in_out_cap], dtype=np.float64)
     return ip, fp
-
-
-def txn_columns(txns: np.ndarray) -> list[np.ndarray]:
-    """Contiguous copies of the record columns, in kernel argument order."""
-    return [np.ascontiguousarray(txns[name]) for name in TXN_COLUMNS]
 
 
 def _pow2(n: int) -> int:
@@ -107,6 +95,7 @@ class EmbeddedState:
             self.a[name] = np.zeros(sizes[name], dtype=dtype)
         self.meta = np.zeros(k.META_N, dtype=np.int64)
         self.meta[k.M_FREE] = -1
+        self.meta[k.M_DEFERRED] = -1
         self.meta[k.M_MAX_TIME] = NO_TIME
         self._pending: _Pending | None = None
 

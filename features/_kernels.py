@@ -59,7 +59,9 @@ M_CPS = 8  # counterparties with outcomes
 M_OTOP = 9  # outcome arena high-water mark
 M_APPLIED = 10  # rows applied ever
 M_OUTCOMES = 11  # outcomes recorded ever
-META_N = 12
+M_DEFERRED = 12  # head of events pruned by score(), released to the free list by commit()
+M_DEFERRED_N = 13  # their number
+META_N = 14
 
 # ip (int64 parameters)
 IP_RETENTION = 0
@@ -450,9 +452,28 @@ def score_kernel(
             if last != _NO_TIME and last <= t:
                 prev = last
                 has_prev = True
+            # Events past the account's retention are unlinked while walking the chain (applied rows only, so a
+            # dry run changes nothing); their slots are reused only after commit(), which may still flip flags.
+            horizon = last - ip[IP_RETENTION] if apply and last != _NO_TIME else _NO_TIME
+            before = -1
             e = np.int64(h_head[slot])
             while e >= 0:
                 et = e_time[e]
+                nxt = np.int64(e_next[e])
+                if et <= horizon:
+                    if before < 0:
+                        h_head[slot] = nxt
+                    else:
+                        e_next[before] = nxt
+                    if h_pmax[slot] == _NO_TIME or et > h_pmax[slot]:
+                        h_pmax[slot] = et
+                    h_n[slot] -= 1
+                    e_next[e] = meta[M_DEFERRED]
+                    meta[M_DEFERRED] = e
+                    meta[M_DEFERRED_N] += 1
+                    e = nxt
+                    continue
+                before = int(e)
                 flags = int(e_flags[e])
                 if not (last <= t) and et <= t and (not has_prev or et > prev):
                     prev = et
@@ -488,7 +509,7 @@ def score_kernel(
                                 n_br += 1
                         if dt < _W7 and flags & FLAG_JUST_UNDER:
                             raw[R_UNDER_7] += 1
-                e = np.int64(e_next[e])
+                e = nxt
             pm = h_pmax[slot]
             if pm != _NO_TIME and pm <= t and (not has_prev or pm > prev):
                 prev = pm
@@ -694,14 +715,19 @@ def commit_kernel(
                 meta[M_SEEN] -= 1
             if ewma_set[i]:
                 h_ewma[row_slot[i]] = ewma_value[i]
+    # Events unlinked by score() become reusable now that no flag flip can touch them.
+    while meta[M_DEFERRED] >= 0 and meta[M_DEFERRED_N] > 0:
+        e = meta[M_DEFERRED]
+        meta[M_DEFERRED] = e_next[e]
+        e_next[e] = meta[M_FREE]
+        meta[M_FREE] = e
+        meta[M_DEFERRED_N] -= 1
+        meta[M_EVENTS] -= 1
     retention = ip[IP_RETENTION]
     sweep = ip[IP_SWEEP]
     for i in range(n):
         if handles[i] < 0:
             continue
-        s = int(row_slot[i])
-        if h_n[s] > 0:
-            _prune(s, h_last[s] - retention, h_head, h_n, h_pmax, e_time, e_next, meta)
         # A few dormant accounts per applied row are pruned against the global watermark, so memory of
         # accounts that never come back is reclaimed in O(1) per row.
         horizon = meta[M_MAX_TIME] - retention
