@@ -25,7 +25,14 @@ from features import CATALOGUE, FEATURE_INDEX, OUTCOME_DTYPE, FeatureConfig, Fea
 from models._errors import ExportError, TrainingError
 from models._evaluation import evaluate_scores, fit_rule_weights, hybrid_report, rule_stats
 from models._export import booster_to_onnx, parity
-from models._registry import COVERS_FILE, MODEL_FILE, artifacts_root, update_metadata, write_metadata
+from models._registry import (
+    COVERS_FILE,
+    LIGHTGBM_FILE,
+    MODEL_FILE,
+    artifacts_root,
+    update_metadata,
+    write_metadata,
+)
 from models._runner import ModelRunner
 from models._simulator import SimulationConfig
 from models._trees import forest_from_onnx
@@ -326,6 +333,7 @@ def train_model(transactions: pd.DataFrame, config: TrainingConfig) -> TrainingR
         version_dir.mkdir(parents=True, exist_ok=True)
         (version_dir / MODEL_FILE).write_bytes(model_bytes)
         np.save(version_dir / COVERS_FILE, covers)
+        booster.save_model(str(version_dir / LIGHTGBM_FILE))
         gain = booster.feature_importance(importance_type="gain")
         metadata: dict[str, Any] = {
             "version": version,

@@ -37,7 +37,8 @@ def trained(frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> tu
 def test_version_directory_is_complete(trained: tuple[Path, dict[str, object]]) -> None:
     """The version holds model.onnx, node_covers.npy and metadata.json with the documented keys."""
     version_dir, meta = trained
-    assert {p.name for p in version_dir.iterdir()} == {"model.onnx", "node_covers.npy", "metadata.json"}
+    assert {p.name for p in version_dir.iterdir()} == {"model.onnx", "node_covers.npy", "lightgbm.txt",
+                                                       "metadata.json"}
     on_disk = json.loads((version_dir / "metadata.json").read_text())
     for key in ("version", "created_at", "features", "calibration", "thresholds", "metrics", "evaluation",
                 "parity", "training", "files"):
