@@ -83,6 +83,8 @@ class FeatureEngine:
         if backend == "redis":
             if redis_url is None:
                 raise FeatureError("backend='redis' needs redis_url, e.g. 'redis://127.0.0.1:6379/0'")
+            if data_dir is not None:
+                raise FeatureError("backend='redis' keeps its state in Redis: pass data_dir=None")
             from features._redis import RedisState
 
             return cls(config, RedisState(config, redis_url), "redis", None)
