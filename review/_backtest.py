@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -173,6 +173,29 @@ def _utc_us(when: dt.datetime) -> int:
     return int((when - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) / dt.timedelta(microseconds=1))
 
 
+class _SharedPrediction:
+    """Stands in for the ModelRunner when a draft is compared: ``predict`` runs once per feature chunk, and the
+    live and draft ``decide`` calls on that chunk share its result (the rules differ, the model input does not)."""
+
+    def __init__(self, model: ModelRunner) -> None:
+        self._model = model
+        self._last: np.ndarray | None = None
+        self._probability = np.zeros(0)
+
+    @property
+    def version(self) -> str:
+        return self._model.version
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        if features is not self._last:
+            self._probability = self._model.predict(features)
+            self._last = features
+        return self._probability
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
 class _Collector:
     """Decisions of one rule set, chunk by chunk."""
 
@@ -243,8 +266,9 @@ def run_backtest(
 
     running_max = np.maximum.accumulate(txns["event_time_us"])
     positions = np.searchsorted(running_max, outcomes["reported_at_us"], side="left")
-    live = _Collector(Snapshot(rules, model))
-    draft = _Collector(Snapshot(draft_rules, model)) if draft_rules is not None else None
+    shared = cast(ModelRunner, _SharedPrediction(model)) if model is not None and draft_rules is not None else model
+    live = _Collector(Snapshot(rules, shared))
+    draft = _Collector(Snapshot(draft_rules, shared)) if draft_rules is not None else None
     engine = FeatureEngine.open(config.feature_config)
     amounts = np.empty(n_scored, dtype=np.float64)
     channels = np.empty(n_scored, dtype=np.int64)

@@ -92,6 +92,8 @@ def test_draft_rule_file_reports_its_own_precision_and_recall(bank_result: Backt
     assert hits > 0 and (new["hits"], new["true_positives"]) == (hits, tp)
     assert new["precision"] == pytest.approx(precision, abs=1e-6)
     assert new["recall"] == pytest.approx(recall, abs=1e-6)
+    assert bank_result.draft is not None  # the model ran once per chunk for both rule sets, same input
+    np.testing.assert_array_equal(bank_result.draft.probability, bank_result.live.probability)
     flagged_live = scores["action"] != "ALLOW"
     flagged_draft = scores["draft_action"] != "ALLOW"
     assert report["compare"]["alerts_only_draft"] == int((flagged_draft & ~flagged_live).sum())
