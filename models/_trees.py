@@ -108,7 +108,7 @@ def forest_from_onnx(model: onnx.ModelProto) -> Forest:
     )
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _next(node: int, x: np.ndarray, feature: np.ndarray, threshold: np.ndarray, true_child: np.ndarray,
           false_child: np.ndarray, missing_true: np.ndarray) -> int:
     value = x[feature[node]]
@@ -122,11 +122,12 @@ def _route_counts(x: np.ndarray, roots: np.ndarray, feature: np.ndarray, thresho
                   true_child: np.ndarray, false_child: np.ndarray, missing_true: np.ndarray,
                   counts: np.ndarray) -> None:
     for r in range(x.shape[0]):
+        row = x[r]
         for root in roots:
             node = root
             counts[node] += 1
             while feature[node] >= 0:
-                node = _next(node, x[r], feature, threshold, true_child, false_child, missing_true)
+                node = _next(node, row, feature, threshold, true_child, false_child, missing_true)
                 counts[node] += 1
 
 
@@ -135,11 +136,12 @@ def _margins(x: np.ndarray, roots: np.ndarray, feature: np.ndarray, threshold: n
              false_child: np.ndarray, missing_true: np.ndarray, leaf_value: np.ndarray, base: float,
              out: np.ndarray) -> None:
     for r in range(x.shape[0]):
+        row = x[r]
         total = base
         for root in roots:
             node = root
             while feature[node] >= 0:
-                node = _next(node, x[r], feature, threshold, true_child, false_child, missing_true)
+                node = _next(node, row, feature, threshold, true_child, false_child, missing_true)
             total += leaf_value[node]
         out[r] = total
 
@@ -151,14 +153,17 @@ def contributions_kernel(x: np.ndarray, roots: np.ndarray, feature: np.ndarray, 
     """out[r, f] += path contributions of feature f; out[r, F] = bias (base + sum of root values)."""
     n_features = x.shape[1]
     for r in range(x.shape[0]):
-        out[r, n_features] += base
+        row = x[r]
+        acc = out[r]
+        bias = base
         for root in roots:
             node = root
-            out[r, n_features] += node_value[node]
+            bias += node_value[node]
             while feature[node] >= 0:
-                child = _next(node, x[r], feature, threshold, true_child, false_child, missing_true)
-                out[r, feature[node]] += node_value[child] - node_value[node]
+                child = _next(node, row, feature, threshold, true_child, false_child, missing_true)
+                acc[feature[node]] += node_value[child] - node_value[node]
                 node = child
+        acc[n_features] += bias
 
 
 def _fill_values(root: int, feature: np.ndarray, true_child: np.ndarray, false_child: np.ndarray,
