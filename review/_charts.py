@@ -64,7 +64,7 @@ def chart_text() -> ChartText:
 
 
 class Chart:
-    """One figure: ``with Chart(title, ...) as (fig, text): ...`` then ``chart.png`` is its base64 PNG."""
+    """One figure: ``with Chart(title, ...) as fig: ...``; afterwards ``chart.png`` is its base64 PNG."""
 
     def __init__(self, title: str, *, size: tuple[float, float] = (9.0, 4.0), text: ChartText | None = None) -> None:
         self.title = title

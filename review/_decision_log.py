@@ -276,7 +276,7 @@ class DecisionLogConfig:
     max_segment_seconds: float = 3600.0  # ... or when it is older than this (wall clock)
     fsync: bool = True  # fsync after every write (one write covers every batch queued meanwhile)
     linger_seconds: float = 0.05  # the writer waits this long between writes so that writes cover many batches
-    max_pending_rows: int = 200_000  # rows queued for the writer at most (bounded memory)
+    max_pending_rows: int = 100_000  # rows queued for the writer at most (about 600 bytes each: ~60 MB)
     overflow: Overflow = "drop"  # beyond max_pending_rows: drop and count ("drop") or make record() wait ("block")
     retain_bytes: int | None = None  # delete the oldest Parquet parts once all parts exceed this; None keeps all
     compression: str = "zstd"

@@ -79,8 +79,8 @@ def pipeline(rules: RuleSet, policy: ActionPolicy) -> ScoringPipeline:
     return ScoringPipeline(engine=FeatureEngine.open(FeatureConfig()), snapshot=Snapshot(rules, None), policy=policy)
 
 
-def make_batch(amounts_cny: Sequence[float], *, accounts: Sequence[str] | None = None, start_us: int = T0_US,
-               step_us: int = 60_000_000, counterparty: str = "payee-1", apply: int = 1,
+def make_batch(amounts_cny: Sequence[float] | np.ndarray, *, accounts: Sequence[str] | None = None,
+               start_us: int = T0_US, step_us: int = 60_000_000, counterparty: str = "payee-1", apply: int = 1,
                txn_type: int = 1, channel: int = 1) -> np.ndarray:
     """Transaction records: outflows (TRANSFER_OUT via MOBILE by default), one minute apart."""
     n = len(amounts_cny)
@@ -161,8 +161,9 @@ def request_from_row(row: pd.Series, *, explain: bool = False) -> pb.ScoreReques
     transaction = pb.Transaction(
         transaction_id=text["transaction_id"], event_time=_stamp(row["event_time"]), account_id=text["account_id"],
         counterparty_id=text["counterparty_id"], amount_minor=int(row["amount_minor"]), currency=text["currency"],
-        type=pb.TransactionType.Value("TRANSACTION_TYPE_" + str(row["type"])),
-        channel=pb.Channel.Value("CHANNEL_" + str(row["channel"])), device_id=text["device_id"],
+        type=pb.TransactionType.Value("TRANSACTION_TYPE_" + str(row["type"])),  # type: ignore[arg-type]
+        channel=pb.Channel.Value("CHANNEL_" + str(row["channel"])),  # type: ignore[arg-type]
+        device_id=text["device_id"],
         country=text["country"], region=text["region"], merchant_category=text["merchant_category"],
         counterparty_bank=text["counterparty_bank"], counterparty_country=text["counterparty_country"],
         branch_id=text["branch_id"],
@@ -177,7 +178,7 @@ def request_from_row(row: pd.Series, *, explain: bool = False) -> pb.ScoreReques
         customer.balance_currency = text["balance_currency"] or text["currency"]
     level = str(row.get("risk_level", "") or "")
     if level in ("LOW", "MEDIUM", "HIGH"):
-        customer.risk_level = pb.RiskLevel.Value("RISK_LEVEL_" + level)
+        customer.risk_level = pb.RiskLevel.Value("RISK_LEVEL_" + level)  # type: ignore[assignment]
     return pb.ScoreRequest(transaction=transaction, customer=customer, locale="en", explain=explain)
 
 

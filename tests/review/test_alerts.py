@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +115,11 @@ def test_closed_alerts_refuse_changes(pipeline: ScoringPipeline, db: Path) -> No
     with AlertStore.open(db) as store:
         alert_id = store.list_alerts()[0].alert_id
         store.close(alert_id, "false_positive", actor="wang")
-        for change in (lambda: store.assign(alert_id, "li"), lambda: store.escalate(alert_id, actor="li"),
-                       lambda: store.close(alert_id, "confirmed_fraud", actor="li")):
+        changes: list[Callable[[], object]] = [
+            lambda: store.assign(alert_id, "li"), lambda: store.escalate(alert_id, actor="li"),
+            lambda: store.close(alert_id, "confirmed_fraud", actor="li"),
+        ]
+        for change in changes:
             with pytest.raises(AlertStateError, match="closed") as info:
                 change()
             assert info.value.state == "closed"
