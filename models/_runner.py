@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import onnx
 
@@ -152,22 +153,30 @@ class ModelRunner:
         if x.ndim != 2 or x.shape[1] != len(FEATURE_NAMES):
             raise ModelError(f"expected a (n, {len(FEATURE_NAMES)}) feature matrix in catalogue order, "
                              f"got shape {x.shape}")
-        return np.ascontiguousarray(x[:, self._columns], dtype=np.float32)
+        out = np.empty((x.shape[0], self._columns.size), dtype=np.float32)
+        _gather_float32(x, self._columns, out)
+        return out
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self._session.run([self._output_name], {self._input_name: self._model_columns(x)})[0])
 
     def raw_probability(self, x: np.ndarray) -> np.ndarray:
         """LightGBM's uncalibrated probability, as exported (float64 of the float32 output)."""
-        out = self._session.run([self._output_name], {self._input_name: self._model_columns(x)})[0]
-        return np.asarray(out[:, 1], dtype=np.float64)
+        return np.asarray(self._run(x)[:, 1], dtype=np.float64)
 
     def calibrate(self, raw_p: np.ndarray) -> np.ndarray:
         """Platt calibration on the log-odds: sigmoid(a * logit(p) + b), monotone increasing (a > 0)."""
-        p = np.clip(raw_p, _P_EPS, 1 - _P_EPS)
-        z = self._a * np.log(p / (1 - p)) + self._b
-        return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
+        raw = np.ascontiguousarray(raw_p, dtype=np.float64).reshape(-1)
+        out = np.empty(raw.size, dtype=np.float64)
+        _platt(raw, self._a, self._b, out)
+        return out
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Calibrated fraud probability for each row of a full catalogue feature matrix (n, F) float64."""
-        return self.calibrate(self.raw_probability(x))
+        probabilities = self._run(x)
+        out = np.empty(probabilities.shape[0], dtype=np.float64)
+        _platt(probabilities[:, 1].astype(np.float64), self._a, self._b, out)
+        return out
 
     # --- explanations ----------------------------------------------------------------
     def contributions(self, x: np.ndarray) -> np.ndarray:
@@ -201,6 +210,21 @@ class ModelRunner:
     def __repr__(self) -> str:
         return f"ModelRunner(version={self.version!r}, features={len(self.feature_names)}, " \
                f"calibration=(a={self._a:.4g}, b={self._b:.4g}))"
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_float32(x: np.ndarray, columns: np.ndarray, out: np.ndarray) -> None:
+    # One pass instead of fancy indexing + astype: a single row costs a microsecond less each.
+    for r in range(x.shape[0]):
+        for j in range(columns.size):
+            out[r, j] = x[r, columns[j]]
+
+
+@numba.njit(cache=True, nogil=True)
+def _platt(raw: np.ndarray, a: float, b: float, out: np.ndarray) -> None:
+    for i in range(raw.size):
+        p = min(max(raw[i], _P_EPS), 1.0 - _P_EPS)
+        out[i] = 1.0 / (1.0 + np.exp(-(a * np.log(p / (1.0 - p)) + b)))
 
 
 def logit(p: np.ndarray) -> np.ndarray:
