@@ -523,7 +523,8 @@ def _chart_timeline(own: pd.DataFrame, t: ChartText) -> Chart:
         ax.set_yscale("log")
         ax.set_ylabel(t("amount (CNY, log scale)"))
         ax.set_xlabel(t("local time (UTC+8)"))
-        ax.legend(fontsize=8, loc="upper left")
+        handles = ax.get_legend_handles_labels()[0]
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
         fig.autofmt_xdate()
     return chart
 
