@@ -380,10 +380,15 @@ class AlertSink:
 
     def record_outcome(self, request: Any) -> None:
         """Queue an outcome report (a ``ReportOutcomeRequest`` or anything with its fields) for the store."""
+        try:
+            outcome = outcome_name(int(request.outcome))
+        except AlertError:  # called inside the ReportOutcome RPC: never fail it, the label is already recorded
+            log.warning("alert_outcome_ignored", transaction_id=request.transaction_id, outcome=int(request.outcome))
+            return
         stamp = request.reported_at
         reported = _iso_us(stamp.seconds * 1_000_000 + stamp.nanos // 1000) if stamp.seconds or stamp.nanos else _now()
         item = _ReportedOutcome(
-            transaction_id=request.transaction_id, outcome=outcome_name(int(request.outcome)), reported_at=reported,
+            transaction_id=request.transaction_id, outcome=outcome, reported_at=reported,
             analyst=request.analyst, note=request.note, account_id=request.account_id,
             counterparty_id=request.counterparty_id, source="ReportOutcome",
         )

@@ -182,6 +182,7 @@ def test_reported_outcomes_close_alerts_and_become_labels(pipeline: ScoringPipel
     sink.record_outcome(_outcome_request("tx-0", pb.OUTCOME_CONFIRMED_FRAUD, when))
     sink.record_outcome(_outcome_request("tx-0", pb.OUTCOME_CONFIRMED_FRAUD, when))  # delivered twice
     sink.record_outcome(_outcome_request("no-alert", pb.OUTCOME_LEGITIMATE, when))
+    sink.record_outcome(_outcome_request("tx-0", pb.OUTCOME_UNSPECIFIED, when))  # ignored, never raised
     sink.close()
     with AlertStore.open(db) as store:
         alert = store.find("tx-0")
