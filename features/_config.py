@@ -62,7 +62,7 @@ class FeatureConfig:
     late are scored exactly (see docs/features.md).
     """
 
-    currency_rates: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_RATES))
+    currency_rates: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_RATES), hash=False)
     home_country: str = "CN"
     utc_offset_hours: int = 8
     reporting_threshold_cny: int = 50_000

@@ -71,6 +71,15 @@ def test_config_validation_names_the_field() -> None:
     assert FeatureConfig().is_known_currency("EUR")
 
 
+def test_config_is_a_hashable_value() -> None:
+    """Configurations compare by value and can be hashed (the rate table is a read-only mapping)."""
+    assert FeatureConfig() == FeatureConfig()
+    assert hash(FeatureConfig()) == hash(FeatureConfig())
+    assert FeatureConfig(home_country="HK") != FeatureConfig()
+    with pytest.raises(TypeError):
+        FeatureConfig().currency_rates["USD"] = "1"  # type: ignore[index]
+
+
 def test_commit_must_follow_its_score(config: FeatureConfig) -> None:
     """commit() with other handles, or twice, is refused with EngineStateError."""
     engine = FeatureEngine.open(config)
