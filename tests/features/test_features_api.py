@@ -111,6 +111,16 @@ def test_uncommitted_score_is_committed_unblocked_by_the_next(config: FeatureCon
     assert features_[0, FEATURE_NAMES.index("out_count_1h")] == 1.0
 
 
+def test_empty_batches(config: FeatureConfig) -> None:
+    """An empty call returns an empty (0, F) matrix and changes nothing."""
+    engine = FeatureEngine.open(config)
+    features_, handles = engine.score(new_batch(0))
+    assert features_.shape == (0, len(FEATURE_NAMES)) and handles.shape == (0,)
+    engine.commit(new_batch(0), handles, np.zeros(0, bool))
+    assert engine.replay(new_batch(0)).shape == (0, len(FEATURE_NAMES))
+    assert engine.stats()["applied"] == 0
+
+
 def test_bad_records_are_refused(config: FeatureConfig) -> None:
     """Wrong dtype or an account key of 0 raise FeatureError before touching state."""
     engine = FeatureEngine.open(config)
