@@ -60,7 +60,7 @@ def evaluate_scores(scores: np.ndarray, y: np.ndarray, typology: np.ndarray, rat
 
 
 def fit_rule_weights(
-    p_model: np.ndarray, hits: np.ndarray, y: np.ndarray, active: np.ndarray, l2: float = 1e-6
+    p_model: np.ndarray, hits: np.ndarray, y: np.ndarray, active: np.ndarray, l2: float = 1e-5
 ) -> np.ndarray:
     """Rule weights (0..1000) that make the noisy-OR hybrid most likely on labelled rows, the model held fixed.
 
@@ -72,24 +72,28 @@ def fit_rule_weights(
     from scipy.optimize import minimize  # type: ignore[import-untyped]
 
     hit = (np.asarray(hits) != 0) & np.asarray(active, dtype=bool)[None, :]
+    r = hit.shape[1]
+    weights = np.zeros(r)
+    used = np.flatnonzero(hit.any(axis=0))  # a rule that never hits has no evidence: weight 0
     rows = hit.any(axis=1)
-    h = hit[rows].astype(np.float64)
+    if not used.size:
+        return weights
+    # Sums without BLAS (hits are 0/1): the result must not depend on how many threads BLAS picks.
+    h = hit[rows][:, used].astype(np.float64)
     yr = np.asarray(y)[rows].astype(np.float64)
     offset = -np.log1p(-np.clip(np.asarray(p_model, dtype=np.float64)[rows], 0.0, 1 - 1e-12))
-    n = max(1, yr.size)
+    n = float(yr.size)
 
     def objective(big_l: np.ndarray) -> tuple[float, np.ndarray]:
-        s = np.maximum(offset + h @ big_l, 1e-12)
-        nll = float(np.sum(-yr * np.log(-np.expm1(-s)) + (1 - yr) * s)) + l2 * n * float(big_l @ big_l)
-        grad = h.T @ ((1 - yr) - yr / np.expm1(s)) + 2 * l2 * n * big_l
+        s = np.maximum(offset + (h * big_l[None, :]).sum(axis=1), 1e-12)
+        nll = float(np.sum(-yr * np.log(-np.expm1(-s)) + (1 - yr) * s)) / n + l2 * float(np.sum(big_l**2))
+        grad = (h * ((1 - yr) - yr / np.expm1(s))[:, None]).sum(axis=0) / n + 2 * l2 * big_l
         return nll, grad
 
-    r = hit.shape[1]
-    if not yr.size:
-        return np.zeros(r)
     cap = -np.log(1 - 0.999)
-    result = minimize(objective, np.full(r, 0.05), jac=True, method="L-BFGS-B", bounds=[(0.0, cap)] * r)
-    weights: np.ndarray = np.round(1000 * -np.expm1(-result.x), 1) * np.asarray(active, dtype=bool)
+    result = minimize(objective, np.full(used.size, 0.05), jac=True, method="L-BFGS-B",
+                      bounds=[(0.0, cap)] * used.size, options={"ftol": 1e-14, "gtol": 1e-10, "maxiter": 2000})
+    weights[used] = np.round(1000 * -np.expm1(-result.x), 1)
     return weights
 
 
