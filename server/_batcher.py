@@ -18,7 +18,7 @@ from outpost.v1 import outpost_pb2 as pb
 from server._durability import GroupCommit
 from server._pipeline import ScoringPipeline
 from server._policy import ActionPolicy
-from server._requests import normalise_locale
+from server._requests import normalise_locale, review_extra
 from server._responses import build_response
 
 __all__ = ["MicroBatcher"]
@@ -88,7 +88,8 @@ class MicroBatcher:
             records = np.concatenate([p.record for p in batch])
             use_model = np.fromiter((p.use_model for p in batch), dtype=bool, count=len(batch))
             ids = [p.request.transaction.transaction_id for p in batch]
-            decisions = self._pipeline.run(records, use_model=use_model, txn_ids=ids)
+            requests = [p.request for p in batch]
+            decisions = self._pipeline.run(records, use_model=use_model, txn_ids=ids, extra=review_extra(requests))
             seq = self._commit.mark()
             policy = self._policy()
             responses = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -115,9 +115,18 @@ class ScoringPipeline:
         self._sinks.append(sink)
 
     def run(
-        self, txns: np.ndarray, *, use_model: np.ndarray | None = None, txn_ids: Sequence[str] | None = None
+        self,
+        txns: np.ndarray,
+        *,
+        use_model: np.ndarray | None = None,
+        txn_ids: Sequence[str] | None = None,
+        extra: Mapping[str, object] | None = None,
     ) -> Decisions:
-        """Score ``txns`` in order, apply the rows whose ``apply`` flag is set, and return the decisions."""
+        """Score ``txns`` in order, apply the rows whose ``apply`` flag is set, and return the decisions.
+
+        ``extra`` is handed to the decision sinks in ``Decisions.extra`` (e.g. row-aligned raw account ids for the
+        alert queue, which the feature state never sees).
+        """
         snap = self._snapshot  # one snapshot for the whole call
         n = len(txns)
         if use_model is None:
@@ -131,6 +140,8 @@ class ScoringPipeline:
             parts = [(rows, self._run_wave(snap, txns[rows], use_model[rows])) for rows in waves]
             decisions = _merge(snap, n, parts)
         if self._sinks and txn_ids is not None:
+            if extra:
+                decisions.extra.update(extra)
             for sink in self._sinks:
                 try:
                     sink.record(txn_ids, txns, decisions)

@@ -10,13 +10,21 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 from outpost.v1 import outpost_pb2 as pb
 
 from features import NO_BALANCE, NO_TIME, FeatureConfig, new_batch, stable_key
 
-__all__ = ["FieldViolation", "RequestValidator", "encode_requests", "normalise_locale"]
+__all__ = [
+    "FieldViolation",
+    "RequestValidator",
+    "TransactionField",
+    "encode_requests",
+    "normalise_locale",
+    "review_extra",
+]
 
 _MAX_ID = 128
 _MAX_AMOUNT_MINOR = 10**15  # ten trillion major units: above any real single payment
@@ -215,3 +223,34 @@ def encode_requests(reqs: Sequence[pb.ScoreRequest], config: FeatureConfig) -> n
             row["risk_level"] = c.risk_level
             row["is_employee"] = int(c.is_employee)
     return batch
+
+
+class TransactionField(Sequence[str]):
+    """A row-aligned, lazy view of one string field of the requests' transactions (e.g. raw account ids).
+
+    Decision sinks read it only for the few rows they keep (alerts), so nothing is copied per call.
+    """
+
+    def __init__(self, requests: Sequence[pb.ScoreRequest], field: str) -> None:
+        self._requests = requests
+        self._field = field
+
+    def __len__(self) -> int:
+        return len(self._requests)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        if isinstance(index, slice):
+            return [str(getattr(r.transaction, self._field)) for r in self._requests[index]]
+        return str(getattr(self._requests[index].transaction, self._field))
+
+
+def review_extra(requests: Sequence[pb.ScoreRequest]) -> dict[str, object]:
+    """What decision sinks get besides the records: raw account and counterparty ids, lazily."""
+    return {
+        "account_ids": TransactionField(requests, "account_id"),
+        "counterparty_ids": TransactionField(requests, "counterparty_id"),
+    }

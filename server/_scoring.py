@@ -12,7 +12,7 @@ from outpost.v1 import outpost_pb2 as pb
 from outpost.v1 import outpost_pb2_grpc as pb_grpc
 
 from features import stable_key
-from server._requests import FieldViolation, RequestValidator, encode_requests, normalise_locale
+from server._requests import FieldViolation, RequestValidator, encode_requests, normalise_locale, review_extra
 from server._responses import build_response
 from server._service import OutpostService
 from server._status import abort_exhausted, abort_invalid
@@ -99,7 +99,9 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
         try:
             records = encode_requests(request.requests, service.config)
             ids = [r.transaction.transaction_id for r in request.requests]
-            decisions = service.pipeline.run(records, use_model=np.full(len(ids), use_model), txn_ids=ids)
+            decisions = service.pipeline.run(
+                records, use_model=np.full(len(ids), use_model), txn_ids=ids, extra=review_extra(request.requests)
+            )
             seq = service.commit.mark()
             responses = [
                 build_response(

@@ -9,6 +9,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import structlog
@@ -24,6 +25,9 @@ from server._pipeline import Decisions, ScoringPipeline, Snapshot
 from server._policy import ActionPolicy
 from server._settings import Settings
 
+if TYPE_CHECKING:
+    from review import ReviewSinks
+
 __all__ = ["OutpostService", "RuleHitCounter", "feature_config"]
 
 log = structlog.get_logger("outpost.service")
@@ -34,9 +38,13 @@ def feature_config(settings: Settings) -> FeatureConfig:
 
 
 class RuleHitCounter:
-    """Hits per rule (shadow included) since the current rule set was installed."""
+    """Hits per rule (shadow included) since the current rule set was installed; one sink for every reload."""
 
     def __init__(self, n_rules: int, version: str) -> None:
+        self.version = version
+        self.counts = np.zeros(n_rules, dtype=np.int64)
+
+    def reset(self, n_rules: int, version: str) -> None:
         self.version = version
         self.counts = np.zeros(n_rules, dtype=np.int64)
 
@@ -81,6 +89,7 @@ class OutpostService:
     in_flight: int = 0
     outcome_sinks: list[Callable[[object], None]] = field(default_factory=list)
     metrics: Metrics | None = None
+    review: ReviewSinks | None = None
     started_at: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -108,6 +117,13 @@ class OutpostService:
         self.hits = RuleHitCounter(len(rules.rules), rules.version)
         pipeline.add_sink(self.hits)
         pipeline.add_sink(self.recent)  # type: ignore[arg-type]
+        # review depends on server (decide, Settings): imported here, when the service loads, to avoid a cycle.
+        import review
+
+        self.review = review.open_sinks(settings)
+        for sink in self.review.sinks:
+            pipeline.add_sink(sink)
+        self.outcome_sinks.append(self.review.record_outcome)
         if self.metrics is not None:
             pipeline.add_sink(self.metrics)
             self.metrics.track(pipeline, engine.stats)
@@ -136,8 +152,8 @@ class OutpostService:
         """Swap in a compiled rule set; returns the previous version."""
         assert self.pipeline is not None
         old = self.pipeline.snapshot
-        self.hits = RuleHitCounter(len(rules.rules), rules.version)
-        self.pipeline.add_sink(self.hits)
+        assert self.hits is not None
+        self.hits.reset(len(rules.rules), rules.version)
         self.pipeline.swap(Snapshot(rules, old.model, old.challenger))
         return old.rules.version
 
@@ -150,6 +166,8 @@ class OutpostService:
     def close(self) -> None:
         if self.commit is not None:
             self.commit.close()
+        if self.review is not None:
+            self.review.close()
         if self.engine is not None:
             self.engine.close()
 
