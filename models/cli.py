@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--accounts", type=int, help="simulation size (default: the model's training simulation)")
     ev.add_argument("--days", type=int)
     ev.add_argument("--seed", type=int)
+    ev.add_argument("--write-fitted-pack", type=Path, metavar="FILE",
+                    help="write a copy of the rule pack whose scores are the weights fitted (given the model) on the "
+                         "training and validation periods (rules with at least 20 hits there), for analysts to review")
     return parser
 
 
@@ -147,7 +150,37 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(format_report(report))
     update_metadata(model_dir, evaluation=report)
     print(f"report saved into {model_dir / 'metadata.json'} (key 'evaluation')")
+    if args.write_fitted_pack:
+        source = Path(args.rules or default_rules_path())
+        # A rule that hardly ever hit in the fit period gives no evidence either way: it keeps the analyst's weight.
+        fitted = {
+            stat["id"]: float(stat["fitted_weight"])
+            for stat in report.get("rule_stats", [])
+            if int(stat.get("hits", 0)) >= MIN_HITS_TO_FIT
+        }
+        text = with_scores(source.read_text(encoding="utf-8"), fitted)
+        args.write_fitted_pack.write_text(text, encoding="utf-8")
+        print(f"rule pack with fitted weights written to {args.write_fitted_pack}")
     return 0
+
+
+MIN_HITS_TO_FIT = 20
+
+
+def with_scores(pack_text: str, scores: dict[str, float]) -> str:
+    """The rule file text with each named rule's ``score:`` replaced (comments and layout kept)."""
+    out: list[str] = []
+    current = ""
+    for line in pack_text.splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped.startswith("- id:"):
+            current = stripped.split(":", 1)[1].strip()
+        elif stripped.startswith("score:") and current in scores:
+            indent = line[: len(line) - len(line.lstrip())]
+            line = f"{indent}score: {round(scores[current])}\n"
+            current = ""
+        out.append(line)
+    return "".join(out)
 
 
 def main(argv: list[str]) -> int:
