@@ -69,7 +69,7 @@ def fit_rule_weights(
     rule adds *beyond the model*: a rule the model already accounts for gets a weight near 0.
     Only rows with at least one active hit depend on the weights. Shadow rules get 0.
     """
-    from scipy.optimize import minimize  # type: ignore[import-untyped]
+    from scipy.optimize import minimize
 
     hit = (np.asarray(hits) != 0) & np.asarray(active, dtype=bool)[None, :]
     r = hit.shape[1]

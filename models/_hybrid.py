@@ -13,6 +13,7 @@ are ``risk * L_term / L_total`` and all points add up to ``risk``.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 __all__ = ["combine_scores"]
@@ -32,20 +33,48 @@ def combine_scores(
     whose hits never count. ``risk`` is rounded to the nearest integer in 0..1000; the points of
     each row add up to its (integer) risk.
     """
-    p = np.clip(np.asarray(p_model, dtype=np.float64).reshape(-1), 0.0, _CAP)
+    p = np.ascontiguousarray(p_model, dtype=np.float64).reshape(-1)
     hits = np.asarray(hits)
     n = p.size
     if hits.ndim != 2 or hits.shape[0] != n:
         raise ValueError(f"hits must have shape ({n}, R), got {hits.shape}")
     r = hits.shape[1]
-    weights = np.asarray(weights, dtype=np.float64).reshape(-1)
-    active = np.asarray(active, dtype=bool).reshape(-1)
+    weights = np.ascontiguousarray(weights, dtype=np.float64).reshape(-1)
+    active = np.ascontiguousarray(active, dtype=np.bool_).reshape(-1)
     if weights.shape != (r,) or active.shape != (r,):
         raise ValueError(f"weights and active must have shape ({r},), got {weights.shape} and {active.shape}")
-    w = np.clip(weights / 1000.0, 0.0, _CAP) * active
-    rule_l = (hits != 0) * (-np.log1p(-w))[None, :]  # (n, R)
-    model_l = -np.log1p(-p)
-    total = model_l + rule_l.sum(axis=1)
-    risk = np.clip(np.rint(1000.0 * -np.expm1(-total)), 0, 1000).astype(np.int32)
-    share = np.divide(risk, total, out=np.zeros(n, dtype=np.float64), where=total > 0)
-    return risk, rule_l * share[:, None], model_l * share
+    risk = np.empty(n, dtype=np.int32)
+    rule_points = np.zeros((n, r), dtype=np.float64)
+    model_points = np.empty(n, dtype=np.float64)
+    _combine_kernel(p, np.ascontiguousarray(hits, dtype=np.uint8), weights, active, risk, rule_points, model_points)
+    return risk, rule_points, model_points
+
+
+@numba.njit(nogil=True, cache=True)
+def _combine_kernel(
+    p: np.ndarray,
+    hits: np.ndarray,
+    weights: np.ndarray,
+    active: np.ndarray,
+    risk: np.ndarray,
+    rule_points: np.ndarray,
+    model_points: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    r = weights.shape[0]
+    evidence = np.empty(r, dtype=np.float64)  # L_i of each rule, 0 for shadow rules
+    for j in range(r):
+        w = min(max(weights[j] / 1000.0, 0.0), _CAP)
+        evidence[j] = -np.log1p(-w) if active[j] else 0.0
+    for i in range(p.shape[0]):
+        model_l = -np.log1p(-min(max(p[i], 0.0), _CAP))
+        total = model_l
+        for j in range(r):
+            if hits[i, j] != 0:
+                total += evidence[j]
+        score = min(max(np.rint(1000.0 * -np.expm1(-total)), 0.0), 1000.0)
+        risk[i] = np.int32(score)
+        share = score / total if total > 0 else 0.0
+        model_points[i] = model_l * share
+        for j in range(r):
+            if hits[i, j] != 0:
+                rule_points[i, j] = evidence[j] * share

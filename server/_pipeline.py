@@ -19,7 +19,7 @@ import numpy as np
 from features import FEATURE_INDEX, BackendError, FeatureEngine, new_batch
 from models import ModelRunner, combine_scores
 from rules_engine import RuleSet
-from server._policy import BLOCK, CHALLENGE, ActionPolicy
+from server._policy import BLOCK, CHALLENGE, ActionPolicy, hit_floors
 
 __all__ = ["DecisionSink", "Decisions", "ScoringPipeline", "Snapshot", "decide"]
 
@@ -225,12 +225,7 @@ def decide(snap: Snapshot, policy: ActionPolicy, features: np.ndarray, use_model
         extra["model_seconds"] = time.perf_counter() - started
     challenger = snap.challenger.predict(features) if snap.challenger is not None else None
     risk, rule_points, model_points = combine_scores(probability, hits, rules.weights, rules.active)
-    if hits.shape[1]:
-        active_hits = hits * rules.active[np.newaxis, :]
-        floors = (active_hits * rules.floors[np.newaxis, :]).max(axis=1)
-    else:
-        floors = np.zeros(n, dtype=np.int8)
-    actions = policy.actions(risk, features[:, _CHANNEL], floors)
+    actions = policy.actions(risk, features[:, _CHANNEL], hit_floors(hits, rules.active, rules.floors))
     return Decisions(
         snapshot=snap,
         features=features,

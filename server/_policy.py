@@ -13,7 +13,7 @@ import numpy as np
 from features import ENUMS
 from server._errors import PolicyError
 
-__all__ = ["ACTION_NAMES", "ALLOW", "BLOCK", "CHALLENGE", "REVIEW", "ActionPolicy", "ChannelPolicy"]
+__all__ = ["ACTION_NAMES", "ALLOW", "BLOCK", "CHALLENGE", "REVIEW", "ActionPolicy", "ChannelPolicy", "hit_floors"]
 
 # Numbers equal the proto enum outpost.v1.Action.
 ALLOW, REVIEW, CHALLENGE, BLOCK = 1, 2, 3, 4
@@ -141,3 +141,23 @@ def _actions_kernel(
             if risk[i] >= table[channel, k]:
                 action += 1
         out[i] = max(action, floors[i])
+
+
+def hit_floors(hits: np.ndarray, active: np.ndarray, floors: np.ndarray) -> np.ndarray:
+    """Per row, the largest action floor among the active rules that hit (0 when none)."""
+    out = np.zeros(hits.shape[0], dtype=np.int8)
+    if hits.shape[1]:
+        _floors_kernel(np.ascontiguousarray(hits, dtype=np.uint8), active, floors, out)
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _floors_kernel(
+    hits: np.ndarray, active: np.ndarray, floors: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    for i in range(hits.shape[0]):
+        best = 0
+        for j in range(hits.shape[1]):
+            if hits[i, j] != 0 and active[j] and floors[j] > best:
+                best = floors[j]
+        out[i] = best
