@@ -21,7 +21,6 @@ from review import (
     alerts_db_path,
     cli,
     decision_log_dir,
-    open_sinks,
     read_decisions,
     send_outcome,
 )
@@ -33,24 +32,16 @@ from .test_reports import images
 
 
 @pytest.fixture(scope="module")
-def loop_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, ReviewSinks, bool]]:
-    """A real server with the test rules; the review sinks are the server's own once it wires them."""
+def loop_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, ReviewSinks]]:
+    """A real server with the test rules, and the review sinks it wired into its pipeline."""
     directory = tmp_path_factory.mktemp("loop")
     rules = directory / "rules.yaml"
     rules.write_text(RULES_YAML, encoding="utf-8")
     server = start_server(make_settings(directory, rules_path=rules))
-    service = server.app.service
-    wired: ReviewSinks | None = getattr(service, "review", None)
-    sinks = wired or open_sinks(service.settings)
-    if wired is None:  # until server/ wires them: the same calls the service will make
-        assert service.pipeline is not None
-        for sink in sinks.sinks:
-            service.pipeline.add_sink(sink)
-        service.outcome_sinks.append(sinks.record_outcome)
-    yield server, sinks, wired is not None
+    sinks = server.app.service.review
+    assert sinks is not None, "the server opens the review sinks when it loads"
+    yield server, sinks
     server.stop()
-    if wired is None:
-        sinks.close()
 
 
 def _payment(txn_id: str, account: str, at: dt.datetime) -> pb.ScoreRequest:
@@ -64,10 +55,10 @@ def _payment(txn_id: str, account: str, at: dt.datetime) -> pb.ScoreRequest:
 
 
 @pytest.mark.slow
-def test_the_review_loop(loop_server: tuple[RunningServer, ReviewSinks, bool], bank: pd.DataFrame, bank_csv: Path,
+def test_the_review_loop(loop_server: tuple[RunningServer, ReviewSinks], bank: pd.DataFrame, bank_csv: Path,
                          tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Stream -> decision log and alerts -> outcomes -> delayed counterparty feature -> backtest -> reports."""
-    server, sinks, wired = loop_server
+    server, sinks = loop_server
     settings = server.app.service.settings
     scoring = server.scoring
 
@@ -92,8 +83,7 @@ def test_the_review_loop(loop_server: tuple[RunningServer, ReviewSinks, bool], b
     row = bank.loc[bank["transaction_id"] == sample.transaction_id].iloc[0]
     assert sample.state == "open" and sample.reasons
     assert sample.account_key == account_key(row["account_id"])
-    if wired:  # the server passes the raw account ids to the sinks
-        assert sample.account_id == row["account_id"]
+    assert sample.account_id == row["account_id"]  # the server passes the raw account ids to the sinks
 
     # 3. A confirmed fraud on a payee, reported over gRPC with a business time, counts only from that time on.
     t0 = pd.to_datetime(bank["event_time"], utc=True).max().to_pydatetime() + dt.timedelta(days=2)
