@@ -25,6 +25,7 @@ from features._errors import BackendError, EngineStateError
 
 __all__ = ["RedisState"]
 
+_SOCKET_TIMEOUT_S = 0.5
 _HERE = Path(__file__).parent
 _EXTRA = 3  # handle, inserted bits, typical amount before the row
 
@@ -62,7 +63,11 @@ class RedisState:
         self._prefix = config.redis_key_prefix
         self._weight = repr(config.typical_weight_float)
         with _translated("connecting"):
-            self._redis: Any = redis.Redis.from_url(redis_url)
+            # Bounded waits: a dead or hung Redis must fail a call fast (the server then answers degraded),
+            # never block the event loop.
+            self._redis: Any = redis.Redis.from_url(
+                redis_url, socket_timeout=_SOCKET_TIMEOUT_S, socket_connect_timeout=_SOCKET_TIMEOUT_S
+            )
             self._redis.ping()
             self._score = self._redis.register_script((_HERE / "_redis_score.lua").read_text(encoding="utf-8"))
             self._commit = self._redis.register_script((_HERE / "_redis_commit.lua").read_text(encoding="utf-8"))
