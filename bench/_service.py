@@ -103,6 +103,7 @@ class OutpostServer:
         self.port = 0
         self.start_seconds = 0.0
         self.exit_code: int | None = None
+        self.paused = False
 
     @property
     def target(self) -> str:
@@ -137,6 +138,29 @@ class OutpostServer:
         self.start_seconds = time.monotonic() - launched
         return self
 
+    def pause(self) -> None:
+        """SIGSTOP the server's processes, so that its background threads take no CPU from another's run."""
+        self._signal_tree(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT the server's processes."""
+        self._signal_tree(signal.SIGCONT)
+        self.paused = False
+
+    def _signal_tree(self, signum: int) -> None:
+        if self._process is None:
+            return
+        for pid in _tree(self._process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def idle_cpu_share(self, seconds: float = 2.0) -> float:
+        """Share of one core the server uses while no call arrives (0 for a server that only waits)."""
+        before = self.cpu_seconds()
+        time.sleep(seconds)
+        return (self.cpu_seconds() - before) / seconds
+
     def cpu_seconds(self) -> float:
         """CPU seconds the server (all its processes) used so far."""
         return process_tree_cpu_seconds(self.pid)
@@ -157,6 +181,10 @@ class OutpostServer:
         process, self._process = self._process, None
         if process is None:
             return self.exit_code
+        if self.paused:  # a stopped process would not act on SIGTERM
+            self._process = process
+            self.resume()
+            self._process = None
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:

@@ -30,6 +30,7 @@ OUTPOST = "outpost"  # the shipped defaults: durability fsync
 OUTPOST_WRITE = "outpost (durability=write)"
 OUTPOST_NONE = "outpost (durability=none)"
 OUTPOST_WAIT = "outpost (batch_wait_us=2000)"
+IDLE_SHARE_LIMIT = 0.05  # of a core: more than this while idle means something polls
 # The Outpost servers measured, by name, with their OUTPOST_* settings (without the prefix).
 OUTPOST_VARIANTS: tuple[tuple[str, dict[str, str]], ...] = (
     (OUTPOST, {}),
@@ -159,6 +160,7 @@ class SuiteResult:
     memory: dict[str, float] = field(default_factory=dict)
     outpost_error: str = ""
     notes: list[str] = field(default_factory=list)
+    idle_cpu_share: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -167,6 +169,14 @@ class _Server:
     target: str
     pid: int
     pool: RequestPool
+    outpost: OutpostServer | None = None  # None for the bare server
+    idle_share: float = 0.0  # of a core, measured when SERVING with nothing to do
+
+
+def _idle(server: _Server) -> float:
+    assert server.outpost is not None
+    time.sleep(0.5)  # let start-up work (first snapshot, log open) finish
+    return server.outpost.idle_cpu_share(2.0)
 
 
 def _status(target: str) -> Any:
@@ -180,19 +190,31 @@ class _Suite:
         self.requests = requests
         self.log = log
         self.unsettled: list[str] = []
+        self.servers: list[_Server] = []
 
-    def settle(self, server: _Server, *, idle_share: float = 0.1, timeout_s: float = 30.0) -> None:
+    def isolate(self, server: _Server) -> None:
+        """Only the server under test runs: every other Outpost is stopped (SIGSTOP) so that its background
+        threads take no CPU from this run; the bare server has no background work."""
+        for other in self.servers:
+            if other.outpost is not None and other is not server and not other.outpost.paused:
+                other.outpost.pause()
+        if server.outpost is not None and server.outpost.paused:
+            server.outpost.resume()
+
+    def settle(self, server: _Server, *, timeout_s: float = 30.0) -> None:
         """Wait until the server is idle: calls left over from an overloaded run must not slow the next one."""
+        threshold = 0.1 + 1.5 * server.idle_share  # "idle" as measured when it had just started
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             before = process_tree_cpu_seconds(server.pid)
             time.sleep(0.5)
-            if process_tree_cpu_seconds(server.pid) - before < idle_share * 0.5:
+            if process_tree_cpu_seconds(server.pid) - before < threshold * 0.5:
                 return
         self.log(f"  {server.name} still busy {timeout_s:.0f} s after its previous run; measuring anyway")
         self.unsettled.append(server.name)
 
     def measure(self, server: _Server, load: LoadTestConfig, max_rate: float | None) -> Figures:
+        self.isolate(server)
         self.settle(server)
         cpu_before = process_tree_cpu_seconds(server.pid)
         report = run_load_test(load, server.pool, max_rate=max_rate, label=server.name)
@@ -246,11 +268,27 @@ def run_suite(config: SuiteConfig, requests: list[pb.ScoreRequest], log: Callabl
                 log(result.outpost_error)
                 break
             outposts[name] = server
-            servers.append(_Server(name, server.target, server.pid, RequestPool(requests)))
+            servers.append(_Server(name, server.target, server.pid, RequestPool(requests), outpost=server))
             log(f"{name} SERVING after {server.start_seconds:.2f} s (pid {server.pid})")
+        suite.servers = servers
+        for one in servers[1:]:
+            suite.isolate(one)
+            one.idle_share = result.idle_cpu_share[one.name] = _idle(one)
+            log(f"{one.name} uses {one.idle_share:.0%} of a core while idle")
+        busy = {name: share for name, share in result.idle_cpu_share.items() if share > IDLE_SHARE_LIMIT}
+        if busy:
+            result.notes.append(
+                "Outpost used " + ", ".join(f"{share:.0%} ({name})" for name, share in busy.items()) + " of a core "
+                "while SERVING with no calls at all: a background thread is polling instead of waiting. That CPU, "
+                "and the GIL it holds, is taken from every call, so every Outpost figure below is worse than it "
+                "should be; fix that first, then run `make bench` again."
+            )
         if OUTPOST in outposts:
             result.memory["rss_at_start_mib"] = outposts[OUTPOST].rss_bytes() / 2**20
         _load_scenarios(suite, config, servers, result)
+        for one in servers[1:]:
+            if one.outpost is not None and one.outpost.paused:
+                one.outpost.resume()
         for name in sorted(set(suite.unsettled)):
             result.notes.append(f"{name} was still busy 30 s after a run (an overload leaves a backlog behind); "
                                 "the run after it was measured anyway")
