@@ -48,8 +48,9 @@ class OutpostApp:
         tokens = TokenTable.load(settings.auth_tokens_path) if settings.auth_tokens_path else None
         self.metrics = Metrics()
         self.service.metrics = self.metrics
+        self.gateway = GatewayInterceptor(tokens=tokens, metrics=self.metrics)
         self.server = grpc.aio.server(
-            interceptors=[GatewayInterceptor(tokens=tokens, metrics=self.metrics)],
+            interceptors=[self.gateway],
             options=[
                 # Several workers share the port; a single one must not silently share it with a stale process.
                 ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
@@ -157,7 +158,9 @@ class OutpostApp:
         await self.health.enter_graceful_shutdown()
         for task in list(self._background):
             task.cancel()
-        await self.server.stop(self.settings.grace_seconds if grace is None else grace)
+        grace = self.settings.grace_seconds if grace is None else grace
+        await self.gateway.drain(grace)  # new calls get UNAVAILABLE (retryable) rather than CANCELLED at the stop
+        await self.server.stop(grace)
         if self._load_task is not None and not self._load_task.done():
             self._load_task.cancel()
         if self.service.commit is not None:

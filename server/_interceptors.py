@@ -1,5 +1,6 @@
-"""One server interceptor for what every call shares: authentication and roles, malformed bodies, metrics,
-and the translation of unexpected exceptions into a safe INTERNAL status (no exception text leaves the server)."""
+"""One server interceptor for what every call shares: authentication and roles, malformed bodies, metrics, the
+drain at shutdown, and the translation of unexpected exceptions into a safe INTERNAL status (no exception text
+leaves the server)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ __all__ = ["GatewayInterceptor"]
 
 log = structlog.get_logger("outpost.gateway")
 security_log = structlog.get_logger("outpost.security")
+
+# A drain ends once no call is in flight and none has arrived for this long (or when the grace period ends).
+_DRAIN_QUIET_SECONDS = 0.25
 
 
 class _Malformed:
@@ -44,11 +48,28 @@ def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
 
 
 class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Wraps every unary-unary handler of the Outpost services."""
+    """Wraps every unary-unary handler of the Outpost services (health and reflection stay open)."""
 
     def __init__(self, *, tokens: TokenTable | None, metrics: Metrics | None) -> None:
         self._tokens = tokens
         self._metrics = metrics
+        self._draining = False
+        self._last_arrival = 0.0
+        self.in_flight = 0  # Outpost calls inside the interceptor right now
+
+    async def drain(self, grace: float) -> None:
+        """Refuse new calls with UNAVAILABLE (retryable: nothing was done) and wait for the calls in flight.
+
+        Returns once no call is in flight and none has arrived for a quarter of a second, or after ``grace``
+        seconds. Calls refused here reach another instance through the client's retry; calls still queued in
+        gRPC when the server finally stops would be CANCELLED instead, which clients do not retry.
+        """
+        self._draining = True
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if self.in_flight == 0 and time.monotonic() - self._last_arrival >= _DRAIN_QUIET_SECONDS:
+                return
+            await asyncio.sleep(0.01)
 
     async def intercept_service(
         self,
@@ -68,9 +89,14 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             code = "OK"
+            self.in_flight += 1
+            self._last_arrival = time.monotonic()
             if metrics:
                 metrics.in_flight.inc()
             try:
+                if self._draining:
+                    code = "UNAVAILABLE"
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "Outpost is shutting down; retry elsewhere")
                 if tokens is not None:
                     principal = tokens.authenticate(str(metadata.get("authorization", "")))
                     if principal is None:
@@ -121,6 +147,7 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 log.exception("unhandled", method=method, incident=incident)
                 await context.abort(grpc.StatusCode.INTERNAL, f"internal error, incident {incident}; see server log")
             finally:
+                self.in_flight -= 1
                 if metrics:
                     metrics.in_flight.dec()
                     metrics.calls.labels(short, code).inc()
