@@ -24,6 +24,8 @@ from server._policy import BLOCK, CHALLENGE, ActionPolicy, hit_floors
 __all__ = ["DecisionSink", "Decisions", "ScoringPipeline", "Snapshot", "decide"]
 
 _CHANNEL = FEATURE_INDEX["channel"]
+# While the state backend is down, calls try it again at most this often (the health probe also re-checks it).
+STATE_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,7 @@ class ScoringPipeline:
         # Called with False when the state backend fails and with True when it answers again.
         self.on_state_change: Callable[[bool], None] | None = None
         self.state_ok = True
+        self._state_retry_at = 0.0
         self._stateless: FeatureEngine | None = None
         if engine.backend != "embedded":
             # Ready now, off the event loop: loading its kernels at the first outage would stall every call.
@@ -151,6 +154,9 @@ class ScoringPipeline:
         return decisions
 
     def _run_wave(self, snap: Snapshot, txns: np.ndarray, use_model: np.ndarray) -> Decisions:
+        if not self.state_ok and time.monotonic() < self._state_retry_at:
+            # Known down: do not make this call wait on it again (a frozen Redis costs its full timeout).
+            return self._without_state(snap, txns, use_model, None)
         try:
             features, handles = self.engine.score(txns)
         except BackendError as exc:
@@ -171,20 +177,26 @@ class ScoringPipeline:
 
     def mark_state(self, ok: bool, exc: BaseException | None = None) -> None:
         """What a health probe found: the state backend answers or not (callbacks fire on a change only)."""
+        if not ok:
+            self._state_retry_at = time.monotonic() + STATE_RETRY_SECONDS
         if ok != self.state_ok:
             self._set_state_ok(ok)
             if exc is not None and self.on_error is not None:
                 self.on_error("state_backend", exc)
 
-    def _without_state(self, snap: Snapshot, txns: np.ndarray, use_model: np.ndarray, exc: BaseException) -> Decisions:
+    def _without_state(
+        self, snap: Snapshot, txns: np.ndarray, use_model: np.ndarray, exc: BaseException | None
+    ) -> Decisions:
         """The state backend failed: score on the transaction alone and apply each channel's fail mode.
 
         Nothing is applied to the state (it is unreachable); the reply says ``degraded``. Channels whose policy
         says ``fail_mode = "closed"`` get at least CHALLENGE.
         """
+        if exc is not None:
+            self._state_retry_at = time.monotonic() + STATE_RETRY_SECONDS
         if self.state_ok:
             self._set_state_ok(False)
-            if self.on_error is not None:
+            if self.on_error is not None and exc is not None:
                 self.on_error("state_backend", exc)
         if self._stateless is None:
             self._stateless = FeatureEngine.open(self.engine.config)

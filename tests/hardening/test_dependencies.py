@@ -5,16 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 from outpost.v1 import outpost_pb2 as pb
 from structlog.testing import capture_logs
 
 from models import default_model_dir
-from tests.hardening.conftest import RedisServer, health_status, sample, scrape, wait_health
+from tests.hardening.conftest import RedisServer, health_status, rpc_code, sample, scrape, wait_health
 from tests.server.conftest import BASE_TIME, RunningServer, make_settings, start_server, txn
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -104,3 +106,22 @@ def test_unreadable_model_on_reload_keeps_the_old_model(tmp_path: Path, plain_se
         scored = scoring.Score(txn("acct-model-keep"), timeout=10)
         assert scored.model_version == before and scored.model_probability > 0 and not scored.degraded
     assert health_status(plain_server.channel) == SERVING
+
+
+@pytest.mark.redis
+def test_hung_redis_does_not_stall_every_call(redis_outpost: RunningServer, redis_server: RedisServer) -> None:
+    """Redis frozen (SIGSTOP): after the first call notices, calls answer degraded without waiting on it each time."""
+    scoring = redis_outpost.scoring
+    assert not scoring.Score(txn("acct-hung-1"), timeout=10).degraded
+    assert redis_server.proc is not None
+    redis_server.proc.send_signal(signal.SIGSTOP)  # alive but silent: every request to it runs into its timeout
+    try:
+        assert scoring.Score(txn("acct-hung-1"), timeout=10).degraded  # this one waits for the Redis timeout
+        codes = [rpc_code(lambda: scoring.Score(txn("acct-hung-1", dry_run=True), timeout=0.4)) for _ in range(12)]
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    # Each call that waits on the frozen Redis blocks the event loop for the client's socket timeout (0.5 s), longer
+    # than these calls' deadline; a server that remembers the outage answers them degraded in milliseconds.
+    assert codes.count(grpc.StatusCode.OK) >= len(codes) // 2, codes
+    wait_health(redis_outpost.channel, SERVING, timeout=30)
+    assert not scoring.Score(txn("acct-hung-1"), timeout=10).degraded
