@@ -138,6 +138,7 @@ def row_to_request(row: Mapping[str, object], *, locale: str = "zh-CN") -> pb.Sc
         risk_level=_enum(_RISK_LEVELS, text["risk_level"], "risk_level", txn_id),
         event_us=event_us,
         opened_us=_time_us(row.get("account_opened"), "account_opened", txn_id),
+        birth_us=_time_us(row.get("birth_date"), "birth_date", txn_id),
         amount_minor=_integer(row["amount_minor"], "amount_minor", txn_id),
         age=_integer(row.get("customer_age"), "customer_age", txn_id),
         balance_minor=_integer(row.get("balance_minor"), "balance_minor", txn_id),
@@ -154,6 +155,7 @@ def _build(
     risk_level: int,
     event_us: int,
     opened_us: int | None,
+    birth_us: int | None,
     amount_minor: int,
     age: int,
     balance_minor: int,
@@ -190,6 +192,8 @@ def _build(
     request.transaction.event_time.FromMicroseconds(event_us)
     if opened_us is not None:
         request.customer.account_opened.FromMicroseconds(opened_us)
+    if birth_us is not None:
+        request.customer.birth_date.FromMicroseconds(birth_us)
     return request
 
 
@@ -238,7 +242,7 @@ def frame_to_requests(frame: pd.DataFrame, *, locale: str = "zh-CN") -> list[pb.
         raise DataError(
             f"transaction data lacks columns {missing}; the canonical columns are {list(REQUIRED_COLUMNS)} "
             f"plus the optional {[c for c in _STRING_COLUMNS if c not in REQUIRED_COLUMNS]}, customer_age, "
-            "account_opened, balance_minor, is_employee"
+            "birth_date, account_opened, balance_minor, is_employee"
         )
     n = len(frame)
     text_columns = {c: _string_column(frame, c) for c in _STRING_COLUMNS}
@@ -247,6 +251,7 @@ def frame_to_requests(frame: pd.DataFrame, *, locale: str = "zh-CN") -> list[pb.
     risk_levels = _enum_column(frame, "risk_level", _RISK_LEVELS)
     event_us = _column_us(frame["event_time"], "event_time")
     opened_us = _column_us(frame["account_opened"], "account_opened") if "account_opened" in frame else [None] * n
+    birth_us = _column_us(frame["birth_date"], "birth_date") if "birth_date" in frame else [None] * n
     amounts = _integer_column(frame, "amount_minor", 0)
     ages = _integer_column(frame, "customer_age", -1)
     balances = _integer_column(frame, "balance_minor", 0)
@@ -268,6 +273,7 @@ def frame_to_requests(frame: pd.DataFrame, *, locale: str = "zh-CN") -> list[pb.
                 risk_level=risk_levels[i],
                 event_us=when,
                 opened_us=opened_us[i],
+                birth_us=birth_us[i],
                 amount_minor=amounts[i],
                 age=ages[i],
                 balance_minor=balances[i],

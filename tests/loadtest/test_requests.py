@@ -71,6 +71,16 @@ def test_row_maps_every_column_to_its_field() -> None:
     assert request.locale == "en"
 
 
+def test_birth_date_is_sent_when_given() -> None:
+    """A birth_date column becomes Customer.birth_date (the server prefers it to customer_age)."""
+    request = row_to_request(ROW | {"birth_date": "1955-02-01"})
+    assert request.customer.birth_date.ToDatetime(tzinfo=dt.UTC) == dt.datetime(1955, 2, 1, tzinfo=dt.UTC)
+    frame = _frame(2).assign(birth_date=["1955-02-01", ""])
+    by_frame = frame_to_requests(frame)
+    assert by_frame[0].customer.HasField("birth_date")
+    assert not by_frame[1].customer.HasField("birth_date")
+
+
 def test_optional_columns_may_be_absent() -> None:
     """A row with only the required columns converts, leaving optional fields at their defaults."""
     row = {k: ROW[k] for k in ("transaction_id", "event_time", "account_id", "amount_minor", "currency")}
