@@ -155,12 +155,15 @@ class BackgroundWriter(Generic[T]):
                 else:
                     backoff = min(max(backoff * 2, 0.1), 5.0)
                     carry = batch
-            if self._tick is not None and (closing or time.monotonic() >= next_tick):
+            if closing or time.monotonic() >= next_tick:
+                # Always move the next tick on, with or without a tick callback: otherwise the wait above
+                # would find its deadline passed forever and spin.
                 next_tick = time.monotonic() + self._tick_seconds
-                try:
-                    self._tick()
-                except Exception as exc:  # same reason as in _write
-                    log.error("review_writer_tick_failed", writer=self._name, error=str(exc))
+                if self._tick is not None:
+                    try:
+                        self._tick()
+                    except Exception as exc:  # same reason as in _write
+                        log.error("review_writer_tick_failed", writer=self._name, error=str(exc))
             if closing and not carry:
                 with self._cond:
                     if not self._queue:
