@@ -6,6 +6,7 @@ only rounding (to whole fen) is half up, done once per amount.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -130,8 +131,7 @@ class FeatureConfig:
             raise FeatureConfigError(
                 "currency_rates", f"no rate for currency {currency!r}; add it to currency_rates or reject the request"
             )
-        ratio = Fraction(self.currency_rates[currency]) * 100 / 10 ** self.minor_exponent(currency)
-        return ratio.numerator, ratio.denominator
+        return _fen_ratio(self.currency_rates[currency], self.minor_exponent(currency))
 
     def to_fen(self, currency: str, amount_minor: int) -> int:
         """``amount_minor`` of ``currency`` in CNY fen, rounded half up (towards +infinity) to a whole fen.
@@ -174,3 +174,10 @@ class FeatureConfig:
             f"offset={self.utc_offset_hours};threshold={self.reporting_threshold_cny};"
             f"under={self.just_under_fraction};retention={self.retention_days};weight={self.typical_weight}"
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _fen_ratio(rate: str, exponent: int) -> tuple[int, int]:
+    """(p, q) of rate * 100 / 10**exponent in lowest terms; cached because it is on every request's path."""
+    ratio = Fraction(rate) * 100 / 10**exponent
+    return ratio.numerator, ratio.denominator

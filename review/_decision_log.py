@@ -1,9 +1,9 @@
 """The decision log: every scored transaction, appended off the hot path, readable with pandas.
 
 Local files (the embedded default): the writer thread appends Arrow IPC stream messages to one active segment
-(``.active-<opened>-<pid>.arrows``, hidden from dataset readers), flushed (and fsynced) once per write, and
-rotates it by size or age into an immutable Parquet part ``decisions-<opened>-<pid>-<seq>.parquet``. A segment
-left behind by a crash is converted on the next start, keeping every complete message. With several replicas,
+(``.active-<opened>-<pid>.arrows``, hidden from dataset readers), flushed once per write (fsynced at most once a
+second), and rotates it by size or age into an immutable Parquet part ``decisions-<opened>-<pid>-<seq>.parquet``.
+A segment left behind by a crash is converted on the next start, keeping every complete message. With several replicas,
 ``RedisDecisionLog`` appends the same record batches to a Redis Stream (XADD with ``MAXLEN ~``).
 ``read_decisions`` and ``read_decision_stream`` return one pandas DataFrame; docs/review.md lists the columns.
 """
@@ -274,7 +274,10 @@ class DecisionLogConfig:
 
     max_segment_bytes: int = 64 * 1024 * 1024  # rotate the active segment beyond this size
     max_segment_seconds: float = 3600.0  # ... or when it is older than this (wall clock)
-    fsync: bool = True  # fsync after every write (one write covers every batch queued meanwhile)
+    # fsync the active segment at most this often (0: after every write; None: only when sealing). Every write
+    # reaches the OS at once (a process crash loses nothing); the interval bounds what a power loss can take,
+    # and keeps the decision log's fsyncs from queueing in front of the state log's, which acknowledge scores.
+    fsync_interval_seconds: float | None = 1.0
     linger_seconds: float = 0.05  # the writer waits this long between writes so that writes cover many batches
     max_pending_rows: int = 100_000  # rows queued for the writer at most (about 600 bytes each: ~60 MB)
     overflow: Overflow = "drop"  # beyond max_pending_rows: drop and count ("drop") or make record() wait ("block")
@@ -337,17 +340,26 @@ class _Segment:
         self._file = open(self.path, "xb")  # noqa: SIM115 - lives as long as the segment
         fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._writer = pa.ipc.new_stream(self._file, DECISION_SCHEMA)
+        self._dirty = False
+        self._synced_at = 0.0  # the first write is fsynced at once
 
     @property
     def size(self) -> int:
         return self._file.tell()
 
-    def write(self, batch: pa.RecordBatch, *, fsync: bool) -> None:
+    def write(self, batch: pa.RecordBatch, *, fsync_interval: float | None) -> None:
         self._writer.write_batch(batch)
         self._file.flush()
-        if fsync:
-            os.fsync(self._file.fileno())
+        self._dirty = True
+        if fsync_interval is not None and time.monotonic() - self._synced_at >= fsync_interval:
+            self.sync()
         self.rows += batch.num_rows
+
+    def sync(self) -> None:
+        if self._dirty:
+            os.fsync(self._file.fileno())
+            self._dirty = False
+            self._synced_at = time.monotonic()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -407,12 +419,14 @@ class DecisionLog:
             if self._segment is None:
                 self._seq += 1
                 self._segment = _Segment(self.directory, self._seq)
-            self._segment.write(batch, fsync=self.config.fsync)
+            self._segment.write(batch, fsync_interval=self.config.fsync_interval_seconds)
             if self._segment.size >= self.config.max_segment_bytes:
                 self._seal()
 
     def _tick(self) -> None:
         segment = self._segment
+        if segment is not None and self.config.fsync_interval_seconds is not None:
+            segment.sync()
         age = time.monotonic() - segment.opened if segment is not None else 0.0
         if segment is not None and segment.rows and age >= self.config.max_segment_seconds:
             self._seal()
