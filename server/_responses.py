@@ -61,7 +61,10 @@ def build_response(
             if text:
                 guidance, best_guidance_points = text, points
     model_points = float(decisions.model_points[row])
-    if snap.model is not None and decisions.used_model[row] and model_points >= _MIN_MODEL_POINTS:
+    # Model reasons cost a tree walk: they are worked out where someone reads them (an action above ALLOW, or an
+    # explicit explain), not for the bulk of allowed payments.
+    wanted = explain or action > ALLOW
+    if wanted and snap.model is not None and decisions.used_model[row] and model_points >= _MIN_MODEL_POINTS:
         contributions = snap.model.explain(x)
         total = sum(c for _, c in contributions)
         for name, c in contributions:
