@@ -72,6 +72,8 @@ def _scenario_table(scenario: Scenario | None, *, batch: bool = False) -> list[s
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
     for name, runs in scenario.runs.items():
+        if not runs:
+            continue
         if batch:
             lines.append(
                 f"| {name} | {_f(median_of(runs, 'achieved_rate'), 1)} "

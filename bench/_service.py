@@ -138,6 +138,10 @@ class OutpostServer:
         self.start_seconds = time.monotonic() - launched
         return self
 
+    def exited(self) -> int | None:
+        """The exit code if the server process has ended (by itself or killed), else None."""
+        return None if self._process is None else self._process.poll()
+
     def pause(self) -> None:
         """SIGSTOP the server's processes, so that its background threads take no CPU from another's run."""
         self._signal_tree(signal.SIGSTOP)

@@ -242,12 +242,18 @@ class _Suite:
             for server in servers:
                 if server.name in result.failures:
                     continue
-                runs = result.runs.setdefault(server.name, [])
+                runs = result.runs.get(server.name, [])
                 try:
                     runs.append(self.measure(server, make(server), max_rate(server, runs)))
                 except LoadTestError as exc:
-                    result.failures[server.name] = str(exc)
-                    self.log(f"  {server.name}: failed: {exc}")
+                    reason = str(exc)
+                    code = server.outpost.exited() if server.outpost is not None else None
+                    if code is not None and server.outpost is not None:
+                        reason = f"the server process ended with code {code}: {server.outpost.log_tail(600)}"
+                    result.failures[server.name] = reason
+                    self.log(f"  {server.name}: failed: {reason}")
+                    continue
+                result.runs[server.name] = runs
         result.load_average = (load_at_start, os.getloadavg()[0])
         return result
 
