@@ -39,7 +39,7 @@ class Settings:
     batch_max: int = 64
     batch_wait_us: int = 0
     score_batch_max: int = 1000
-    max_in_flight: int = 256
+    max_in_flight: int = 32  # ~ throughput x tolerable queueing: see ops/checks/overload.py, docs/operations.md
     grace_seconds: float = 10.0
     model_min_budget_ms: float = 2.0
     allow_plaintext_remote: bool = False

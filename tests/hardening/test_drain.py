@@ -13,7 +13,7 @@ from tests.server.conftest import make_settings, start_server, txn
 
 def test_stop_drains_calls_in_flight_and_keeps_what_it_acknowledged(tmp_path: Path) -> None:
     """Stopping under a burst: every call is OK or UNAVAILABLE, and a restart holds exactly the OK ones."""
-    server = start_server(make_settings(tmp_path, durability="fsync", grace_seconds=10.0))
+    server = start_server(make_settings(tmp_path, durability="fsync", grace_seconds=10.0, max_in_flight=100_000))
     accounts = [f"acct-drain-{k}" for k in range(300)]
     futures = [server.scoring.Score.future(txn(a), timeout=60) for a in accounts]
     stopping = asyncio.run_coroutine_threadsafe(server.app.stop(grace=10), server.loop)
