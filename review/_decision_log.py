@@ -15,6 +15,7 @@ import fcntl
 import os
 import re
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -565,8 +566,20 @@ def _redis_errors(url: str, stream: str) -> Iterator[None]:
         yield
     except redis.RedisError as exc:
         raise DecisionLogError(
-            f"Redis decision stream {stream!r} at {url}: {exc}; check that Redis is reachable and the URL is right"
+            f"Redis decision stream {stream!r} at {_without_password(url)}: {exc}; "
+            "check that Redis is reachable and the URL is right"
         ) from exc
+
+
+def _without_password(url: str) -> str:
+    """The URL as it may appear in errors and logs: any password replaced by '***'."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _ipc_bytes(batch: pa.RecordBatch) -> bytes:

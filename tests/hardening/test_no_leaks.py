@@ -140,8 +140,6 @@ def test_no_exception_text_in_error_replies(exposure: Exposure) -> None:
         assert "Traceback" not in text and "Exception" not in text and "Error(" not in text, text
 
 
-@pytest.mark.xfail(strict=True, reason="review._decision_log writes the Redis URL, password included, into the "
-                   "error it raises when the decision stream fails; the server logs it (reported to review)")
 def test_no_redis_password_in_logs_or_errors(exposure: Exposure) -> None:
     """The Redis password in OUTPOST_REDIS_URL appears nowhere, even while Redis is down."""
     assert REDIS_PASSWORD not in exposure.written, "the Redis password is in the server's output"
