@@ -21,7 +21,11 @@ from server._policy import ActionPolicy
 from server._requests import normalise_locale, review_extra
 from server._responses import build_response
 
-__all__ = ["MicroBatcher"]
+__all__ = ["DeadlineExpiredError", "MicroBatcher"]
+
+
+class DeadlineExpiredError(Exception):
+    """The caller's deadline passed while the call waited in the queue: it was not scored."""
 
 
 @dataclass(slots=True)
@@ -31,6 +35,7 @@ class _Pending:
     use_model: bool
     degraded_reason: str
     started_ns: int
+    deadline_ns: int  # perf_counter_ns by which the caller stops waiting; 0 = no deadline
     future: asyncio.Future[pb.ScoreResponse]
 
 
@@ -60,11 +65,19 @@ class MicroBatcher:
         self.rows = 0
 
     async def score(
-        self, request: pb.ScoreRequest, record: np.ndarray, *, use_model: bool, degraded_reason: str
+        self,
+        request: pb.ScoreRequest,
+        record: np.ndarray,
+        *,
+        use_model: bool,
+        degraded_reason: str,
+        time_remaining: float | None = None,
     ) -> pb.ScoreResponse:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[pb.ScoreResponse] = loop.create_future()
-        self._queue.append(_Pending(request, record, use_model, degraded_reason, time.perf_counter_ns(), future))
+        now = time.perf_counter_ns()
+        deadline = now + int(time_remaining * 1e9) if time_remaining is not None else 0
+        self._queue.append(_Pending(request, record, use_model, degraded_reason, now, deadline, future))
         if not self._scheduled:
             self._scheduled = True
             if self._max_wait > 0 and self._in_flight() > len(self._queue):
@@ -79,7 +92,17 @@ class MicroBatcher:
         self._scheduled = False
         while self._queue:
             batch, self._queue = self._queue[: self._max_size], self._queue[self._max_size :]
-            batch = [p for p in batch if not p.future.done()]  # cancelled calls are not scored
+            now = time.perf_counter_ns()
+            live = []
+            for p in batch:
+                if p.future.done():  # cancelled by the caller: not scored
+                    continue
+                if p.deadline_ns and now >= p.deadline_ns:
+                    # Under overload, scoring calls nobody waits for any more would only starve the live ones.
+                    p.future.set_exception(DeadlineExpiredError())
+                    continue
+                live.append(p)
+            batch = live
             if batch:
                 self._run(batch)
 

@@ -12,6 +12,7 @@ from outpost.v1 import outpost_pb2 as pb
 from outpost.v1 import outpost_pb2_grpc as pb_grpc
 
 from features import stable_key
+from server._batcher import DeadlineExpiredError
 from server._requests import FieldViolation, RequestValidator, encode_requests, normalise_locale, review_extra
 from server._responses import build_response
 from server._service import OutpostService
@@ -64,7 +65,12 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
         record = encode_requests([request], service.config)
         service.in_flight += 1
         try:
-            return await service.batcher.score(request, record, use_model=use_model, degraded_reason=degraded)
+            return await service.batcher.score(
+                request, record, use_model=use_model, degraded_reason=degraded, time_remaining=remaining
+            )
+        except DeadlineExpiredError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed while queued; not scored")
+            raise
         finally:
             service.in_flight -= 1
 
