@@ -89,6 +89,10 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             code = "OK"
+            # Every log line of this call carries its request id: the caller's x-request-id, or a fresh one.
+            # The call runs in its own task, so the binding never leaks into another call.
+            request_id = str(metadata.get("x-request-id", ""))[:64] or uuid.uuid4().hex[:16]
+            structlog.contextvars.bind_contextvars(request_id=request_id, method=short)
             self.in_flight += 1
             self._last_arrival = time.monotonic()
             if metrics:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -179,6 +180,7 @@ class OutpostService:
         with path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
             fh.flush()
+            os.fsync(fh.fileno())
         log.info("audit", **entry)
 
 
