@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 import grpc
 import numpy as np
@@ -154,5 +153,5 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
             await service.commit.wait(service.commit.mark())
         for sink in service.outcome_sinks:
             sink(request)
-        log.info("outcome", incident=uuid.uuid4().hex[:8], outcome=pb.Outcome.Name(request.outcome))
+        log.info("outcome", outcome=pb.Outcome.Name(request.outcome))
         return pb.ReportOutcomeResponse(transaction_id=request.transaction_id, accepted=True)

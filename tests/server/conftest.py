@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,6 @@ def start_server(settings: Settings) -> RunningServer:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True, name="outpost-test-loop")
     thread.start()
-    created: Future[OutpostApp] = Future()
 
     async def boot() -> OutpostApp:
         app = OutpostApp(settings)
@@ -70,7 +68,6 @@ def start_server(settings: Settings) -> RunningServer:
         return app
 
     app = asyncio.run_coroutine_threadsafe(boot(), loop).result(timeout=300)
-    created.set_result(app)
     channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
     return RunningServer(app=app, loop=loop, thread=thread, channel=channel)
 
