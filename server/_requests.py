@@ -3,6 +3,10 @@
 Validation collects every bad field (as ``google.rpc.BadRequest`` field violations) before anything is scored,
 so an invalid request changes no state. Encoding follows the rules written in ``features.encode_frame``'s
 docstring, so that the online and offline paths produce identical records.
+
+The serving path uses ``RequestValidator.check_and_encode``: one pass over each request's fields that decides
+validity and builds the record together. It only answers "valid or not"; the words of the violations come from
+``RequestValidator.score_request``, run on the rejected requests alone, so both paths report the same thing.
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ _TYPES = frozenset(v for v in pb.TransactionType.values() if v != 0)
 _CHANNELS = frozenset(v for v in pb.Channel.values() if v != 0)
 _RISK_LEVELS = frozenset(pb.RiskLevel.values())
 _OUTCOMES = frozenset(v for v in pb.Outcome.values() if v != 0)
+# Every string _COUNTRY accepts: a set lookup instead of a regular expression on the hot path.
+_ALPHA2 = frozenset(a + b for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" for b in "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_ONE_DAY_US = 86_400 * _US
+# Identifier -> stable_key memo of one validator; emptied when it grows past this many entries.
+_KEY_MEMO_SIZE = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +85,180 @@ class RequestValidator:
     def __init__(self, config: FeatureConfig, *, max_skew_days: int) -> None:
         self._config = config
         self._max_skew_us = max_skew_days * 86_400 * _US
+        self._ratios: dict[str, tuple[int, int]] = {}  # known currency -> config.fen_ratio, filled on first use
+        self._keys = _KeyMemo()
+
+    def check_and_encode(
+        self, reqs: Sequence[pb.ScoreRequest], now_us: int, *, indexed: bool = True
+    ) -> tuple[list[FieldViolation], np.ndarray | None]:
+        """Validate and encode requests in one pass over their fields: (violations, None) or ([], records).
+
+        The violations are exactly those ``score_request`` reports for each rejected request, in request order,
+        their paths prefixed ``requests[i].`` when ``indexed`` (ScoreBatch) and bare otherwise (Score). The
+        records are exactly those ``encode_requests`` returns.
+        """
+        rows, rejected = self._scan(reqs, now_us)
+        if rejected:
+            violations = [
+                v
+                for i in rejected
+                for v in self.score_request(reqs[i], now_us, prefix=f"requests[{i}]." if indexed else "")
+            ]
+            if violations:
+                return violations, None
+            # The one-pass check is meant to be exactly as strict as score_request; were it ever stricter, these
+            # requests are valid after all and get the reference encoding.
+            return [], encode_requests(reqs, self._config)
+        return [], np.array(rows, dtype=TXN_DTYPE) if rows else new_batch(0)
+
+    def _scan(self, reqs: Sequence[pb.ScoreRequest], now_us: int) -> tuple[list[tuple[int, ...]], list[int]]:
+        """Records (as TXN_DTYPE tuples) of the requests score_request accepts, and the indices of the others.
+
+        Each field is read once into a local; checks are the conditions of ``score_request`` written as one
+        predicate per group of fields, with no string built unless a request is rejected.
+        """
+        config = self._config
+        home = config.home_country
+        max_skew = self._max_skew_us
+        ratios = self._ratios
+        keys = self._keys
+        if len(keys) > _KEY_MEMO_SIZE:
+            keys.clear()
+        locales, types, channels, levels, alpha2 = _LOCALES, _TYPES, _CHANNELS, _RISK_LEVELS, _ALPHA2
+        max_id, max_amount, us, year_1850 = _MAX_ID, _MAX_AMOUNT_MINOR, _US, _YEAR_1850_US
+        rows: list[tuple[int, ...]] = []
+        rejected: list[int] = []
+        for i, req in enumerate(reqs):
+            if req.locale not in locales or not req.HasField("transaction"):
+                rejected.append(i)
+                continue
+            t = req.transaction
+            txn_id = t.transaction_id
+            account = t.account_id
+            counterparty = t.counterparty_id
+            device = t.device_id
+            branch = t.branch_id
+            region = t.region
+            bank = t.counterparty_bank
+            texts = txn_id + account + counterparty + device + branch + region + bank
+            if (
+                not (txn_id and account and texts.isprintable())
+                or (len(texts) > max_id
+                and max(len(txn_id), len(account), len(counterparty), len(device), len(branch), len(region), len(bank))
+                > max_id)
+            ):
+                rejected.append(i)
+                continue
+            when = t.event_time
+            seconds = when.seconds
+            nanos = when.nanos
+            event_us = seconds * us + nanos // 1000
+            if (
+                (not (seconds or nanos)
+                and not t.HasField("event_time"))
+                or not 0 <= nanos < 1_000_000_000
+                or abs(event_us - now_us) > max_skew
+            ):
+                rejected.append(i)
+                continue
+            amount = t.amount_minor
+            currency = t.currency
+            ratio = ratios.get(currency)
+            if ratio is None:
+                if not currency or not config.is_known_currency(currency):
+                    rejected.append(i)
+                    continue
+                ratio = ratios[currency] = config.fen_ratio(currency)
+            txn_type = t.type
+            channel = t.channel
+            country = t.country
+            counterparty_country = t.counterparty_country
+            mcc = t.merchant_category
+            if (
+                not 0 < amount <= max_amount
+                or txn_type not in types
+                or channel not in channels
+                or (country and country not in alpha2)
+                or (counterparty_country and counterparty_country not in alpha2)
+                or (mcc and not (len(mcc) <= 4 and mcc.isascii() and mcc.isdigit()))
+            ):
+                rejected.append(i)
+                continue
+            # An absent customer reads as the default message, which validates and encodes exactly like no
+            # customer at all: no HasField needed.
+            c = req.customer
+            customer_id = c.customer_id
+            age = c.age
+            balance = c.balance_minor
+            balance_currency = c.balance_currency
+            level = c.risk_level
+            if (
+                len(customer_id) > max_id
+                or not customer_id.isprintable()
+                or not 0 <= age <= 150
+                or abs(balance) > max_amount
+                or level not in levels
+            ):
+                rejected.append(i)
+                continue
+            balance_ratio = ratio
+            if balance_currency:
+                balance_ratio = ratios.get(balance_currency)  # type: ignore[assignment]
+                if balance_ratio is None:
+                    if not config.is_known_currency(balance_currency):
+                        rejected.append(i)
+                        continue
+                    balance_ratio = ratios[balance_currency] = config.fen_ratio(balance_currency)
+            if c.HasField("birth_date"):
+                birth = c.birth_date
+                birth_nanos = birth.nanos
+                birth_us = birth.seconds * us + birth_nanos // 1000
+                if not 0 <= birth_nanos < 1_000_000_000 or birth_us < year_1850 or birth_us > event_us:
+                    rejected.append(i)
+                    continue
+                age = _age_years(birth_us, event_us)
+            elif age <= 0:
+                age = -1
+            opened = c.account_opened
+            opened_seconds = opened.seconds
+            opened_nanos = opened.nanos
+            if opened_seconds or opened_nanos or c.HasField("account_opened"):
+                opened_us = opened_seconds * us + opened_nanos // 1000
+                if (
+                    not 0 <= opened_nanos < 1_000_000_000
+                    or opened_us < year_1850
+                    or opened_us > event_us + _ONE_DAY_US
+                ):
+                    rejected.append(i)
+                    continue
+            else:
+                opened_us = NO_TIME
+            if balance or balance_currency:
+                p, q = balance_ratio
+                balance_fen = (2 * balance * p + q) // (2 * q)
+            else:
+                balance_fen = NO_BALANCE
+            p, q = ratio
+            rows.append((
+                event_us,
+                keys[account],
+                keys[counterparty],
+                keys[device],
+                keys[branch],
+                amount,
+                (2 * amount * p + q) // (2 * q),
+                balance_fen,
+                opened_us,
+                int(mcc) if mcc else 0,
+                age,
+                txn_type,
+                channel,
+                level,
+                1 if c.is_employee else 0,
+                1 if (country and country != home) or (counterparty_country and counterparty_country != home) else 0,
+                0 if req.dry_run else 1,
+            ))
+        return rows, rejected
 
     def _check_time(self, out: list[FieldViolation], path: str, ts: object, now_us: int) -> int | None:
         seconds: int = ts.seconds  # type: ignore[attr-defined]
@@ -171,6 +354,14 @@ class RequestValidator:
         if len(req.note) > 4096:
             out.append(FieldViolation("note", "too long: at most 4096 characters"))
         return out
+
+
+class _KeyMemo(dict[str, int]):
+    """stable_key of identifiers seen recently (accounts, payees and devices recur): a miss computes and keeps it."""
+
+    def __missing__(self, key: str) -> int:
+        value = self[key] = stable_key(key)
+        return value
 
 
 def _micros(ts: object) -> int:
