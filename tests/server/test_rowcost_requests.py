@@ -73,9 +73,14 @@ def _now(requests: list[pb.ScoreRequest]) -> int:
     return max(_event_us(r) for r in requests)
 
 
-def _expected(validator: RequestValidator, reqs: list[pb.ScoreRequest], now: int, indexed: bool) -> list[FieldViolation]:
+def _expected(
+    validator: RequestValidator, reqs: list[pb.ScoreRequest], now: int, indexed: bool
+) -> list[FieldViolation]:
+    """The reference: score_request on every request, in order."""
     return [
-        v for i, r in enumerate(reqs) for v in validator.score_request(r, now, prefix=f"requests[{i}]." if indexed else "")
+        v
+        for i, r in enumerate(reqs)
+        for v in validator.score_request(r, now, prefix=f"requests[{i}]." if indexed else "")
     ]
 
 
@@ -168,12 +173,13 @@ def _mutations(now: int) -> list[tuple[str, Mutation]]:
         ("balance > max", cust("balance_minor", 10**15 + 1)),
         ("balance < -max", cust("balance_minor", -(10**15) - 1)),
         ("balance -max", cust("balance_minor", -(10**15))),
-        ("balance 0 stated", lambda r: (setattr(r.customer, "balance_minor", 0), setattr(r.customer, "balance_currency", "CNY"))),
+        ("balance 0 stated", lambda r: (cust("balance_minor", 0)(r), cust("balance_currency", "CNY")(r))),
         ("balance_currency unknown", cust("balance_currency", "ZZZ")),
         ("risk_level 7", cust("risk_level", 7)),
         ("risk_level -1", cust("risk_level", -1)),
     ]
-    for field in ("transaction_id", "account_id", "counterparty_id", "device_id", "region", "counterparty_bank", "branch_id"):
+    texts = ("transaction_id", "account_id", "counterparty_id", "device_id", "region", "counterparty_bank", "branch_id")
+    for field in texts:
         out += [
             (f"{field} empty", txn(field, "")),
             (f"{field} 128", txn(field, "x" * 128)),
