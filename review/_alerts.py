@@ -258,7 +258,7 @@ class AlertConfig:
     min_action: str = "REVIEW"  # REVIEW, CHALLENGE or BLOCK: the least action that raises an alert
     max_pending_rows: int = 50_000  # alerts queued for the writer at most
     overflow: Overflow = "drop"  # beyond it: drop and count ("drop") or make record() wait ("block")
-    linger_seconds: float = 0.05
+    linger_seconds: float = 0.2  # alerts reach the queue within this; each write covers many batches
 
     def __post_init__(self) -> None:
         if self.min_action not in ("REVIEW", "CHALLENGE", "BLOCK"):

@@ -279,7 +279,7 @@ class DecisionLogConfig:
     # reaches the OS at once (a process crash loses nothing); the interval bounds what a power loss can take,
     # and keeps the decision log's fsyncs from queueing in front of the state log's, which acknowledge scores.
     fsync_interval_seconds: float | None = 1.0
-    linger_seconds: float = 0.05  # the writer waits this long between writes so that writes cover many batches
+    linger_seconds: float = 0.2  # the writer waits this long between writes so that writes cover many batches
     max_pending_rows: int = 100_000  # rows queued for the writer at most (about 600 bytes each: ~60 MB)
     overflow: Overflow = "drop"  # beyond max_pending_rows: drop and count ("drop") or make record() wait ("block")
     retain_bytes: int | None = None  # delete the oldest Parquet parts once all parts exceed this; None keeps all

@@ -167,7 +167,9 @@ class OutpostApp:
             await self.service.commit.flush()
         self.service.close()
         self.metrics.close()
-        log.info("stopped")
+        stats = self.service.batcher.stats if self.service.batcher is not None else None
+        log.info("stopped", **({} if stats is None else {"batches": stats.batches, "batched_rows": stats.rows,
+                                                          "batch_waits": stats.waits, "idle_waits": stats.idle_waits}))
 
 
 async def create_server(settings: Settings) -> tuple[grpc.aio.Server, int]:

@@ -1,8 +1,14 @@
 """Micro-batching: concurrent Score calls are coalesced into one pipeline run and answered individually.
 
-A call that finds no batch forming starts one on the next loop iteration, so at low load nobody waits for
-company; calls that arrive while a batch runs form the next one (up to ``max_size``). With ``max_wait_us`` > 0
-a batch that is not full waits at most that long, and only while other calls are known to be in flight.
+grpc.aio hands the application one new call per event-loop round trip, so calls never pile up by themselves:
+a batch drained at once almost always holds one call, and each pays the pipeline's fixed cost alone. A batch
+therefore waits for company (at most ``max_wait_us``, or until ``max_size`` calls) while waiting pays:
+
+- other calls are known to be in flight (waiting for their durability sync), or
+- the last waits were *productive*: company arrived. A wait that gathers nobody (a lone caller, low load)
+  switches waiting off for a back-off period that doubles up to ``_MAX_BACKOFF_NS``; after it, one batch
+  probes again. So at one call in flight at most about one call per second waits, and under load batches
+  grow to what arrives within the window.
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ from server._policy import ActionPolicy
 from server._requests import normalise_locale, review_extra
 from server._responses import build_response
 
-__all__ = ["DeadlineExpiredError", "MicroBatcher"]
+__all__ = ["BatchStats", "DeadlineExpiredError", "MicroBatcher"]
+
+_MIN_BACKOFF_NS = 5_000_000
+_MAX_BACKOFF_NS = 1_000_000_000
 
 
 class DeadlineExpiredError(Exception):
@@ -37,6 +46,16 @@ class _Pending:
     started_ns: int
     deadline_ns: int  # perf_counter_ns by which the caller stops waiting; 0 = no deadline
     future: asyncio.Future[pb.ScoreResponse]
+
+
+@dataclass(slots=True)
+class BatchStats:
+    """Counters of the batcher since start: batches run, rows scored, waits made and waits that gathered nobody."""
+
+    batches: int = 0
+    rows: int = 0
+    waits: int = 0
+    idle_waits: int = 0
 
 
 class MicroBatcher:
@@ -60,9 +79,12 @@ class MicroBatcher:
         self._in_flight = in_flight
         self._queue: list[_Pending] = []
         self._scheduled = False
+        self._waiting = False  # the batch forming now waits for company
+        self._backoff_ns = 0  # next back-off after a wait that gathered nobody
+        self._wait_allowed_at = 0  # perf_counter_ns before which batches do not wait (unless others are in flight)
+        self._timer: asyncio.Handle | None = None
         self._acks: set[asyncio.Task[None]] = set()
-        self.batches = 0
-        self.rows = 0
+        self.stats = BatchStats()
 
     async def score(
         self,
@@ -80,16 +102,35 @@ class MicroBatcher:
         self._queue.append(_Pending(request, record, use_model, degraded_reason, now, deadline, future))
         if not self._scheduled:
             self._scheduled = True
-            if self._max_wait > 0 and self._in_flight() > len(self._queue):
-                loop.call_later(self._max_wait, self._drain)
+            self._waiting = self._max_wait > 0 and (
+                now >= self._wait_allowed_at or self._in_flight() > len(self._queue)
+            )
+            if self._waiting:
+                self._timer = loop.call_later(self._max_wait, self._drain)
             else:
-                loop.call_soon(self._drain)
-        elif len(self._queue) >= self._max_size:
-            loop.call_soon(self._drain)
+                self._timer = loop.call_soon(self._drain)
+        elif len(self._queue) == self._max_size and self._waiting:
+            assert self._timer is not None
+            self._timer.cancel()  # full: no reason to wait any longer
+            self._timer = loop.call_soon(self._drain)
         return await future
+
+    def _learn(self, rows: int) -> None:
+        """After a wait: keep waiting while waits gather company; back off (doubling) while they do not."""
+        self.stats.waits += 1
+        if rows > 1:
+            self._backoff_ns = 0
+            return
+        self.stats.idle_waits += 1
+        self._backoff_ns = min(max(2 * self._backoff_ns, _MIN_BACKOFF_NS), _MAX_BACKOFF_NS)
+        self._wait_allowed_at = time.perf_counter_ns() + self._backoff_ns
 
     def _drain(self) -> None:
         self._scheduled = False
+        self._timer = None
+        if self._waiting:
+            self._waiting = False
+            self._learn(len(self._queue))
         while self._queue:
             batch, self._queue = self._queue[: self._max_size], self._queue[self._max_size :]
             now = time.perf_counter_ns()
@@ -132,8 +173,8 @@ class MicroBatcher:
                 if not p.future.done():
                     p.future.set_exception(exc)
             return
-        self.batches += 1
-        self.rows += len(batch)
+        self.stats.batches += 1
+        self.stats.rows += len(batch)
         # Keep a reference: the loop only holds tasks weakly.
         task = asyncio.get_running_loop().create_task(self._ack(batch, responses, seq))
         self._acks.add(task)

@@ -5,6 +5,8 @@ leaves the server)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -56,6 +58,13 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._draining = False
         self._last_arrival = 0.0
         self.in_flight = 0  # Outpost calls inside the interceptor right now
+        # Request ids need to be unique, not secret: a random per-process prefix and a counter (uuid4 per call
+        # costs a getrandom system call).
+        self._id_prefix = secrets.token_hex(5)
+        self._id_counter = itertools.count(1)
+
+    def _next_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):06x}"
 
     async def drain(self, grace: float) -> None:
         """Refuse new calls with UNAVAILABLE (retryable: nothing was done) and wait for the calls in flight.
@@ -91,7 +100,7 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             code = "OK"
             # Every log line of this call carries its request id: the caller's x-request-id, or a fresh one.
             # The call runs in its own task, so the binding never leaks into another call.
-            request_id = str(metadata.get("x-request-id", ""))[:64] or uuid.uuid4().hex[:16]
+            request_id = str(metadata.get("x-request-id", ""))[:64] or self._next_request_id()
             structlog.contextvars.bind_contextvars(request_id=request_id, method=short)
             self.in_flight += 1
             self._last_arrival = time.monotonic()
@@ -154,8 +163,7 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 self.in_flight -= 1
                 if metrics:
                     metrics.in_flight.dec()
-                    metrics.calls.labels(short, code).inc()
-                    metrics.latency.labels(short, code).observe(time.perf_counter() - started)
+                    metrics.observe_call(short, code, time.perf_counter() - started)
 
         return grpc.unary_unary_rpc_method_handler(
             wrapped,

@@ -6,6 +6,7 @@ operations guide (docs/operations.md) says what each one means.
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
@@ -22,11 +23,13 @@ __all__ = ["METRIC_NAMES", "Metrics"]
 
 _LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0)
 _MODEL_BUCKETS = (0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1000)
 _CHANNELS = {1: "MOBILE", 2: "ONLINE", 3: "TELLER", 4: "ATM", 5: "POS", 6: "API"}
 
 # Family names as exposed (counters gain _total, histograms _bucket/_sum/_count, info _info).
 METRIC_NAMES = (
     "outpost_actions",
+    "outpost_batch_rows",
     "outpost_call_latency_seconds",
     "outpost_calls",
     "outpost_calls_in_flight",
@@ -101,6 +104,10 @@ class Metrics:
         self.model_latency = Histogram(
             "outpost_model_seconds", "Model inference time per scored batch", buckets=_MODEL_BUCKETS, registry=r
         )
+        self.batch_rows = Histogram(
+            "outpost_batch_rows", "Transactions per pipeline run (a micro-batch of Score calls or a ScoreBatch call)",
+            buckets=_BATCH_BUCKETS, registry=r,
+        )
         self.degraded = Counter("outpost_degraded", "Degraded answers by reason", ["reason"], registry=r)
         self.shed = Counter("outpost_shed", "Calls refused with RESOURCE_EXHAUSTED", ["method"], registry=r)
         self.rejected = Counter(
@@ -116,6 +123,19 @@ class Metrics:
         r.register(self._live)
         self._http: Any = None
         self._lock = threading.Lock()
+        # labels() hashes and locks on every lookup: the hot path keeps the children it has used.
+        self._call_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._action_children: dict[tuple[int, int], Any] = {}
+        self._hit_children: dict[tuple[str, str], Any] = {}
+
+    def observe_call(self, method: str, code: str, seconds: float) -> None:
+        """Count one finished call and its latency."""
+        children = self._call_children.get((method, code))
+        if children is None:
+            children = (self.calls.labels(method, code), self.latency.labels(method, code))
+            self._call_children[(method, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def serve(self, addr: str) -> int:
         """Serve /metrics on ``addr`` (HOST:PORT; port 0 picks a free one); the bound port."""
@@ -136,15 +156,24 @@ class Metrics:
         self._live.pipeline, self._live.stats = pipeline, stats
 
     def record(self, txn_ids: object, txns: np.ndarray, decisions: Decisions) -> None:
-        channels = txns["channel"]
+        self.batch_rows.observe(len(txns))
+        pairs = collections.Counter(zip(txns["channel"].tolist(), decisions.actions.tolist(), strict=True))
         with self._lock:  # counters are thread-safe; this keeps one batch's increments together
-            for channel, action in zip(channels.tolist(), decisions.actions.tolist(), strict=True):
-                self.actions.labels(_CHANNELS.get(channel, "OTHER"), ACTION_NAMES.get(action, "UNKNOWN")).inc()
-            if decisions.hits.size:
+            for (channel, action), count in pairs.items():
+                child = self._action_children.get((channel, action))
+                if child is None:
+                    child = self.actions.labels(_CHANNELS.get(channel, "OTHER"), ACTION_NAMES.get(action, "UNKNOWN"))
+                    self._action_children[(channel, action)] = child
+                child.inc(count)
+            if decisions.hits.size and decisions.hits.any():
                 counts = decisions.hits.sum(axis=0)
                 rules = decisions.snapshot.rules.rules
                 for j in np.flatnonzero(counts).tolist():
-                    self.rule_hits.labels(rules[j].id, rules[j].mode).inc(int(counts[j]))
+                    key = (rules[j].id, rules[j].mode)
+                    hit = self._hit_children.get(key)
+                    if hit is None:
+                        hit = self._hit_children[key] = self.rule_hits.labels(*key)
+                    hit.inc(int(counts[j]))
             # A row skips the model for lack of time (the call's deadline) when a model is loaded but unused.
             skipped = (
                 int((~decisions.used_model).sum()) if decisions.snapshot.model is not None else 0

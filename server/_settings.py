@@ -37,7 +37,7 @@ class Settings:
     redis_url: str = ""
     durability: DurabilityName = "fsync"
     batch_max: int = 64
-    batch_wait_us: int = 500  # only while other calls are in flight: a lone call never waits
+    batch_wait_us: int = 2000  # only while waiting gathers company: a lone call does not wait (see _batcher)
     score_batch_max: int = 1000
     max_in_flight: int = 32  # ~ throughput x tolerable queueing: see ops/checks/overload.py, docs/operations.md
     grace_seconds: float = 10.0

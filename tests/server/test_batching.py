@@ -1,0 +1,37 @@
+"""Micro-batching: concurrent Score calls share pipeline runs, and lone calls stop waiting for company."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from server._batcher import MicroBatcher
+from tests.server.conftest import RunningServer, txn
+
+
+def _batcher(server: RunningServer) -> MicroBatcher:
+    batcher = server.app.service.batcher
+    assert batcher is not None
+    return batcher
+
+
+def test_concurrent_calls_are_scored_together(server_factory: Callable[..., RunningServer]) -> None:
+    """Sixteen calls sent at once are answered individually from fewer pipeline runs than calls."""
+    server = server_factory(batch_wait_us=50_000)
+    requests = [txn(f"acct-batch-{i}") for i in range(16)]
+    futures = [server.scoring.Score.future(r, timeout=30) for r in requests]
+    replies = [f.result() for f in futures]
+    assert [r.transaction_id for r in replies] == [r.transaction.transaction_id for r in requests]
+    stats = _batcher(server).stats
+    assert stats.rows == 16
+    assert stats.batches < 16
+
+
+def test_lone_calls_back_off_from_waiting(server_factory: Callable[..., RunningServer]) -> None:
+    """One call at a time: waits that gather nobody switch waiting off, so few of 40 calls wait at all."""
+    server = server_factory(batch_wait_us=20_000)
+    for i in range(40):
+        server.scoring.Score(txn(f"acct-lone-{i % 3}"), timeout=30)
+    stats = _batcher(server).stats
+    assert stats.rows == 40 and stats.batches == 40
+    assert stats.waits == stats.idle_waits  # a lone call never finds company
+    assert 1 <= stats.idle_waits <= 8
