@@ -1,16 +1,25 @@
-"""Turns decided rows into ScoreResponse messages: ranked reasons, guidance, explanations."""
+"""Turns decided rows into ScoreResponse messages: ranked reasons, guidance, explanations.
+
+``build_responses`` answers a whole batch: per-batch work (array conversions, which rows hit an active rule) is
+done once, and the bulk of traffic (ALLOW, no active rule hit, no explain) gets a message with a handful of field
+assignments. Every other row takes the detailed path that ``build_response`` (one row) also uses.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from outpost.v1 import outpost_pb2 as pb
 
 from features import ENUMS, FEATURE_INDEX, FEATURE_NAMES
 from models import model_reason
 from server._pipeline import Decisions
 from server._policy import ALLOW, ActionPolicy
+from server._requests import normalise_locale
 
-__all__ = ["build_response"]
+__all__ = ["build_response", "build_responses"]
 
 _TELLER = ENUMS["Channel"]["TELLER"]
 _CHANNEL = FEATURE_INDEX["channel"]
@@ -29,6 +38,110 @@ def build_response(
     degraded_reason: str = "",
 ) -> pb.ScoreResponse:
     """The reply for one row of ``decisions``."""
+    active = decisions.snapshot.rules.active
+    hit_rules = [j for j in np.flatnonzero(decisions.hits[row]).tolist() if active[j]]
+    response = pb.ScoreResponse()
+    _detailed(response, row, transaction_id, decisions, hit_rules, locale, explain, policy, degraded_reason)
+    return response
+
+
+def build_responses(
+    decisions: Decisions,
+    requests: Sequence[pb.ScoreRequest],
+    *,
+    policy: ActionPolicy,
+    degraded_reason: str | Sequence[str] = "",
+    transaction_ids: Sequence[str] | None = None,
+    into: RepeatedCompositeFieldContainer[pb.ScoreResponse] | None = None,
+) -> list[pb.ScoreResponse]:
+    """The replies for every row of ``decisions``; ``requests`` are row-aligned (their locale and explain flag).
+
+    Row by row equal to ``build_response``. ``degraded_reason`` is one reason for every row or one per row; a
+    row's empty reason falls back to ``decisions.degraded_reason``. ``transaction_ids`` saves reading them from
+    the requests again. With ``into`` (e.g. ``ScoreBatchResponse().responses``) the replies are added to that
+    repeated field, which saves copying them there afterwards; the returned list then refers to its elements.
+    """
+    n = len(requests)
+    snap = decisions.snapshot
+    rules = snap.rules
+    version = rules.version
+    model_version = snap.model_version
+    actions = decisions.actions.tolist()
+    risk = decisions.risk.tolist()
+    probability = decisions.probability.tolist()
+    used_model = decisions.used_model.tolist()
+    # Active hits in one pass over the hit matrix (most batches of one have none: counting is the cheapest test).
+    # nonzero walks it row-major, so each row's rules come in column order, as build_response visits them.
+    hit_rules: dict[int, list[int]] = {}
+    hits = decisions.hits
+    if np.count_nonzero(hits):
+        active = rules.active.tolist()
+        hit_rows, hit_cols = hits.nonzero()
+        for r, j in zip(hit_rows.tolist(), hit_cols.tolist(), strict=True):
+            if not active[j]:
+                continue
+            if r in hit_rules:
+                hit_rules[r].append(j)
+            else:
+                hit_rules[r] = [j]
+    batch_reason = decisions.degraded_reason
+    reasons: Sequence[str] = (
+        [degraded_reason or batch_reason] * n
+        if isinstance(degraded_reason, str)
+        else [reason or batch_reason for reason in degraded_reason]
+    )
+    if len(reasons) != n or len(actions) != n or (transaction_ids is not None and len(transaction_ids) != n):
+        raise ValueError(
+            f"build_responses: {n} requests but {len(actions)} decided rows, {len(reasons)} degraded reasons and "
+            f"{'no' if transaction_ids is None else len(transaction_ids)} transaction ids; pass row-aligned inputs"
+        )
+    new = pb.ScoreResponse if into is None else into.add
+    out: list[pb.ScoreResponse] = []
+    for i, req in enumerate(requests):
+        txn_id = req.transaction.transaction_id if transaction_ids is None else transaction_ids[i]
+        action = actions[i]
+        response = new()
+        if action > ALLOW or req.explain or i in hit_rules:
+            _detailed(
+                response,
+                i,
+                txn_id,
+                decisions,
+                hit_rules.get(i, []),
+                normalise_locale(req.locale),
+                req.explain,
+                policy,
+                reasons[i],
+            )
+        else:
+            # No reasons, no guidance (not above ALLOW), no features (no explain): only the scalar fields.
+            response.transaction_id = txn_id
+            response.risk_score = risk[i]
+            response.action = action
+            response.model_probability = probability[i]
+            response.ruleset_version = version
+            if used_model[i]:
+                response.model_version = model_version
+            reason = reasons[i]
+            if reason:
+                response.degraded = True
+                response.degraded_reason = reason
+        out.append(response)
+    return out
+
+
+def _detailed(
+    response: pb.ScoreResponse,
+    row: int,
+    transaction_id: str,
+    decisions: Decisions,
+    hit_rules: list[int],
+    locale: str,
+    explain: bool,
+    policy: ActionPolicy,
+    degraded_reason: str,
+) -> None:
+    """Fill ``response`` for one row whose active rule hits (column indices, in order) are ``hit_rules``."""
     snap = decisions.snapshot
     rules = snap.rules
     x = decisions.features[row]
@@ -37,9 +150,7 @@ def build_response(
     hit_ids: list[str] = []
     guidance = ""
     best_guidance_points = -1.0
-    for j in np.flatnonzero(decisions.hits[row]).tolist():
-        if not rules.active[j]:
-            continue
+    for j in hit_rules:
         rule = rules.rules[j]
         points = float(decisions.rule_points[row, j])
         hit_ids.append(rule.id)
@@ -93,19 +204,16 @@ def build_response(
             break
     at_counter = int(x[_CHANNEL]) == _TELLER and action > ALLOW
     guidance = (guidance or policy.teller_text(action, locale)) if at_counter else ""
-    response = pb.ScoreResponse(
-        transaction_id=transaction_id,
-        risk_score=int(decisions.risk[row]),
-        action=action,  # type: ignore[arg-type]
-        reasons=ranked,
-        model_probability=float(decisions.probability[row]),
-        ruleset_version=rules.version,
-        model_version=snap.model_version if decisions.used_model[row] else "",
-        degraded=bool(degraded_reason),
-        degraded_reason=degraded_reason,
-        guidance=guidance,
-        rule_hits=hit_ids,
-    )
+    response.transaction_id = transaction_id
+    response.risk_score = int(decisions.risk[row])
+    response.action = action  # type: ignore[assignment]
+    response.reasons.extend(ranked)
+    response.model_probability = float(decisions.probability[row])
+    response.ruleset_version = rules.version
+    response.model_version = snap.model_version if decisions.used_model[row] else ""
+    response.degraded = bool(degraded_reason)
+    response.degraded_reason = degraded_reason
+    response.guidance = guidance
+    response.rule_hits.extend(hit_ids)
     if explain:
         response.features.update(zip(FEATURE_NAMES, x.tolist(), strict=True))
-    return response
