@@ -12,8 +12,8 @@ from outpost.v1 import outpost_pb2_grpc as pb_grpc
 
 from features import stable_key
 from server._batcher import DeadlineExpiredError
-from server._requests import FieldViolation, RequestValidator, encode_requests, normalise_locale, review_extra
-from server._responses import build_response
+from server._requests import FieldViolation, RequestValidator, review_extra
+from server._responses import build_responses
 from server._service import OutpostService
 from server._status import abort_exhausted, abort_invalid
 
@@ -52,16 +52,16 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
 
     async def Score(self, request: pb.ScoreRequest, context: grpc.aio.ServicerContext) -> pb.ScoreResponse:
         await self._admit(context)
-        violations = self._validator.score_request(request, _now_us())
+        violations, record = self._validator.check_and_encode((request,), _now_us(), indexed=False)
         if violations:
             await abort_invalid(context, violations)
+        assert record is not None
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline already passed; not scored")
         use_model, degraded = self._model_budget(context)
         service = self._service
         assert service.batcher is not None
-        record = encode_requests([request], service.config)
         service.in_flight += 1
         try:
             return await service.batcher.score(
@@ -91,42 +91,37 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
                     )
                 ],
             )
-        now = _now_us()
-        violations: list[FieldViolation] = []
-        for i, req in enumerate(request.requests):
-            violations.extend(self._validator.score_request(req, now, prefix=f"requests[{i}]."))
+        violations, records = self._validator.check_and_encode(request.requests, _now_us())
         if violations:
             await abort_invalid(context, violations)
+        assert records is not None
         use_model, degraded = self._model_budget(context)
         assert service.pipeline is not None and service.commit is not None
         started = time.perf_counter_ns()
         service.in_flight += 1
         try:
-            records = encode_requests(request.requests, service.config)
             ids = [r.transaction.transaction_id for r in request.requests]
             decisions = service.pipeline.run(
                 records, use_model=np.full(len(ids), use_model), txn_ids=ids, extra=review_extra(request.requests)
             )
             seq = service.commit.mark()
-            responses = [
-                build_response(
-                    i,
-                    ids[i],
-                    decisions,
-                    locale=normalise_locale(r.locale),
-                    explain=r.explain,
-                    policy=service.policy,
-                    degraded_reason=degraded or decisions.degraded_reason,
-                )
-                for i, r in enumerate(request.requests)
-            ]
+            # Built in place in the reply: copying finished messages into it would cost as much again.
+            reply = pb.ScoreBatchResponse()
+            responses = build_responses(
+                decisions,
+                request.requests,
+                policy=service.policy,
+                degraded_reason=degraded,
+                transaction_ids=ids,
+                into=reply.responses,
+            )
             await service.commit.wait(seq)
         finally:
             service.in_flight -= 1
         elapsed = (time.perf_counter_ns() - started) // 1000
         for response in responses:
             response.latency_us = elapsed
-        return pb.ScoreBatchResponse(responses=responses)
+        return reply
 
     async def ReportOutcome(
         self, request: pb.ReportOutcomeRequest, context: grpc.aio.ServicerContext
