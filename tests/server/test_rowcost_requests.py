@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from outpost.v1 import outpost_pb2 as pb
 
-from features import FeatureConfig
+from features import TXN_DTYPE, FeatureConfig
 from loadtest import frame_to_requests, row_to_request, simulated_transactions
 from server._requests import FieldViolation, RequestValidator, encode_requests
 
@@ -217,12 +217,15 @@ def test_each_field_invalid_in_turn_gives_the_same_violations(traffic: list[pb.S
             assert violations == want, name
             _, rejected = validator._scan([req], now)
             assert rejected == ([0] if want else []), f"{name}: the one-pass check and score_request disagree"
+            row_violations, row = validator.check_and_encode_row(req, now)
+            assert row_violations == want, name
             if want:
                 invalid += 1
-                assert records is None
+                assert records is None and row is None
             else:
-                assert records is not None, name
+                assert records is not None and row is not None, name
                 _assert_same_records(records, encode_requests([req], CONFIG))
+                _assert_same_records(np.array([row], dtype=TXN_DTYPE), records)
     assert invalid >= 250  # the mutations do reject requests (guards against a harness that changes nothing)
 
 
