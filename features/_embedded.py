@@ -63,6 +63,14 @@ def _grown(array: np.ndarray, size: int) -> np.ndarray:
     return bigger
 
 
+def _warm_growth_kernels() -> None:
+    """Load the rehash kernels now (numba's disk cache, or a compile): else the first growth of the state under
+    load would pay it, a stall of tens of milliseconds for every call in flight."""
+    empty_keys, empty_slots = np.zeros(2, dtype=np.uint64), np.zeros(2, dtype=np.int32)
+    k.rehash_accounts(empty_keys, empty_slots, np.zeros(4, dtype=np.uint64), np.zeros(4, dtype=np.int32))
+    k.rehash_seen(empty_keys, np.zeros(4, dtype=np.uint64))
+
+
 @dataclass(slots=True)
 class _Pending:
     """What commit() needs from the score() call it finalises."""
@@ -98,6 +106,7 @@ class EmbeddedState:
         self.meta[k.M_DEFERRED] = -1
         self.meta[k.M_MAX_TIME] = NO_TIME
         self._pending: _Pending | None = None
+        _warm_growth_kernels()
 
     # --- capacity ---------------------------------------------------------------------------------------------
     def ensure(self, rows: int) -> None:

@@ -1,14 +1,15 @@
 """Micro-batching: concurrent Score calls are coalesced into one pipeline run and answered individually.
 
 grpc.aio hands the application one new call per event-loop round trip, so calls never pile up by themselves:
-a batch drained at once almost always holds one call, and each pays the pipeline's fixed cost alone. A batch
-therefore waits for company (at most ``max_wait_us``, or until ``max_size`` calls) while waiting pays:
+a batch drained at once almost always holds one call, and each pays the pipeline's fixed cost alone. Waiting
+for company (at most ``max_wait_us``, or until ``max_size`` calls) saves that CPU but costs each call the wait,
+so a batch waits only when both hold:
 
-- other calls are known to be in flight (waiting for their durability sync), or
-- the last waits were *productive*: company arrived. A wait that gathers nobody (a lone caller, low load)
-  switches waiting off for a back-off period that doubles up to ``_MAX_BACKOFF_NS``; after it, one batch
-  probes again. So at one call in flight at most about one call per second waits, and under load batches
-  grow to what arrives within the window.
+- the event loop is busy: its thread used at least ``busy_share`` of the wall clock lately (measured with
+  ``time.thread_time``, smoothed, with hysteresis down to half of it). Below that, CPU is not what limits
+  latency and calls go at once;
+- waiting is *productive*: a wait that gathers nobody (a lone caller) switches waiting off for a back-off that
+  doubles up to ``_MAX_BACKOFF_NS``; after it, one batch probes again.
 """
 
 from __future__ import annotations
@@ -21,16 +22,18 @@ from dataclasses import dataclass
 import numpy as np
 from outpost.v1 import outpost_pb2 as pb
 
+from features import TXN_DTYPE
 from server._durability import GroupCommit
 from server._pipeline import ScoringPipeline
 from server._policy import ActionPolicy
-from server._requests import normalise_locale, review_extra
-from server._responses import build_response
+from server._requests import review_extra
+from server._responses import build_responses
 
 __all__ = ["BatchStats", "DeadlineExpiredError", "MicroBatcher"]
 
 _MIN_BACKOFF_NS = 5_000_000
 _MAX_BACKOFF_NS = 1_000_000_000
+_LOAD_PERIOD_NS = 20_000_000  # the loop's busy share is sampled at most this often, and smoothed
 
 
 class DeadlineExpiredError(Exception):
@@ -40,7 +43,7 @@ class DeadlineExpiredError(Exception):
 @dataclass(slots=True)
 class _Pending:
     request: pb.ScoreRequest
-    record: np.ndarray
+    record: tuple[int, ...]  # TXN_DTYPE fields in order; the batch array is built once
     use_model: bool
     degraded_reason: str
     started_ns: int
@@ -69,14 +72,17 @@ class MicroBatcher:
         *,
         max_size: int,
         max_wait_us: int,
-        in_flight: Callable[[], int],
+        busy_share: float = 0.0,
     ) -> None:
         self._pipeline = pipeline
         self._policy = policy
         self._commit = commit
         self._max_size = max_size
         self._max_wait = max_wait_us / 1e6
-        self._in_flight = in_flight
+        self._busy_share = busy_share
+        self._busy = busy_share <= 0.0
+        self.load = 0.0  # smoothed share of wall-clock time the event loop's thread was on a CPU
+        self._load_mark = (time.perf_counter_ns(), time.thread_time_ns())
         self._queue: list[_Pending] = []
         self._scheduled = False
         self._waiting = False  # the batch forming now waits for company
@@ -89,7 +95,7 @@ class MicroBatcher:
     async def score(
         self,
         request: pb.ScoreRequest,
-        record: np.ndarray,
+        record: tuple[int, ...],
         *,
         use_model: bool,
         degraded_reason: str,
@@ -102,9 +108,7 @@ class MicroBatcher:
         self._queue.append(_Pending(request, record, use_model, degraded_reason, now, deadline, future))
         if not self._scheduled:
             self._scheduled = True
-            self._waiting = self._max_wait > 0 and (
-                now >= self._wait_allowed_at or self._in_flight() > len(self._queue)
-            )
+            self._waiting = self._max_wait > 0 and now >= self._wait_allowed_at and self._is_busy(now)
             if self._waiting:
                 self._timer = loop.call_later(self._max_wait, self._drain)
             else:
@@ -114,6 +118,20 @@ class MicroBatcher:
             self._timer.cancel()  # full: no reason to wait any longer
             self._timer = loop.call_soon(self._drain)
         return await future
+
+    def _is_busy(self, now: int) -> bool:
+        if self._busy_share <= 0.0:
+            return True
+        wall0, cpu0 = self._load_mark
+        if now - wall0 >= _LOAD_PERIOD_NS:
+            cpu = time.thread_time_ns()
+            self.load = 0.5 * self.load + 0.5 * min((cpu - cpu0) / (now - wall0), 1.0)
+            self._load_mark = (now, cpu)
+            if self.load >= self._busy_share:
+                self._busy = True
+            elif self.load < self._busy_share / 2:
+                self._busy = False
+        return self._busy
 
     def _learn(self, rows: int) -> None:
         """After a wait: keep waiting while waits gather company; back off (doubling) while they do not."""
@@ -149,25 +167,19 @@ class MicroBatcher:
 
     def _run(self, batch: list[_Pending]) -> None:
         try:
-            records = np.concatenate([p.record for p in batch])
+            records = np.array([p.record for p in batch], dtype=TXN_DTYPE)
             use_model = np.fromiter((p.use_model for p in batch), dtype=bool, count=len(batch))
-            ids = [p.request.transaction.transaction_id for p in batch]
             requests = [p.request for p in batch]
+            ids = [r.transaction.transaction_id for r in requests]
             decisions = self._pipeline.run(records, use_model=use_model, txn_ids=ids, extra=review_extra(requests))
             seq = self._commit.mark()
-            policy = self._policy()
-            responses = []
-            for i, p in enumerate(batch):
-                response = build_response(
-                    i,
-                    ids[i],
-                    decisions,
-                    locale=normalise_locale(p.request.locale),
-                    explain=p.request.explain,
-                    policy=policy,
-                    degraded_reason=p.degraded_reason or decisions.degraded_reason,
-                )
-                responses.append(response)
+            responses = build_responses(
+                decisions,
+                requests,
+                policy=self._policy(),
+                degraded_reason=[p.degraded_reason for p in batch],
+                transaction_ids=ids,
+            )
         except Exception as exc:
             for p in batch:
                 if not p.future.done():

@@ -52,7 +52,7 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
 
     async def Score(self, request: pb.ScoreRequest, context: grpc.aio.ServicerContext) -> pb.ScoreResponse:
         await self._admit(context)
-        violations, record = self._validator.check_and_encode((request,), _now_us(), indexed=False)
+        violations, record = self._validator.check_and_encode_row(request, _now_us())
         if violations:
             await abort_invalid(context, violations)
         assert record is not None

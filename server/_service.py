@@ -137,7 +137,7 @@ class OutpostService:
             self.commit,
             max_size=settings.batch_max,
             max_wait_us=settings.batch_wait_us,
-            in_flight=lambda: self.in_flight,
+            busy_share=settings.batch_busy_share,
         )
         log.info(
             "loaded",

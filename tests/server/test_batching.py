@@ -16,7 +16,7 @@ def _batcher(server: RunningServer) -> MicroBatcher:
 
 def test_concurrent_calls_are_scored_together(server_factory: Callable[..., RunningServer]) -> None:
     """Sixteen calls sent at once are answered individually from fewer pipeline runs than calls."""
-    server = server_factory(batch_wait_us=50_000)
+    server = server_factory(batch_wait_us=50_000, batch_busy_share=0.0)
     requests = [txn(f"acct-batch-{i}") for i in range(16)]
     futures = [server.scoring.Score.future(r, timeout=30) for r in requests]
     replies = [f.result() for f in futures]
@@ -28,7 +28,7 @@ def test_concurrent_calls_are_scored_together(server_factory: Callable[..., Runn
 
 def test_lone_calls_back_off_from_waiting(server_factory: Callable[..., RunningServer]) -> None:
     """One call at a time: waits that gather nobody switch waiting off, so few of 40 calls wait at all."""
-    server = server_factory(batch_wait_us=20_000)
+    server = server_factory(batch_wait_us=20_000, batch_busy_share=0.0)
     for i in range(40):
         server.scoring.Score(txn(f"acct-lone-{i % 3}"), timeout=30)
     stats = _batcher(server).stats
