@@ -187,7 +187,10 @@ class EmbeddedState:
     def commit(self, txns: np.ndarray, handles: np.ndarray, blocked: np.ndarray) -> None:
         """Finalise the applied rows of the last score() call; blocked rows become attempts."""
         pending = self._pending
-        if pending is None or pending.handles.shape != handles.shape or not np.array_equal(pending.handles, handles):
+        if pending is None or (
+            handles is not pending.handles
+            and (pending.handles.shape != handles.shape or not np.array_equal(pending.handles, handles))
+        ):
             raise EngineStateError(
                 "commit() must receive the transactions and handles of the last score() call, once; "
                 "call score() again for new transactions"

@@ -50,7 +50,7 @@ class RuleHitCounter:
         self.counts = np.zeros(n_rules, dtype=np.int64)
 
     def record(self, txn_ids: object, txns: np.ndarray, decisions: Decisions) -> None:
-        if decisions.snapshot.rules.version == self.version and decisions.hits.size:
+        if decisions.snapshot.rules.version == self.version and decisions.hits.any():
             self.counts += decisions.hits.sum(axis=0, dtype=np.int64)
 
 
