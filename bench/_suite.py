@@ -29,14 +29,14 @@ BARE = "bare"
 OUTPOST = "outpost"  # the shipped defaults: durability fsync
 OUTPOST_WRITE = "outpost (durability=write)"
 OUTPOST_NONE = "outpost (durability=none)"
-OUTPOST_WAIT = "outpost (batch_wait_us=2000)"
+OUTPOST_WAIT = "outpost (batch_wait_us=0)"
 IDLE_SHARE_LIMIT = 0.05  # of a core: more than this while idle means something polls
 # The Outpost servers measured, by name, with their OUTPOST_* settings (without the prefix).
 OUTPOST_VARIANTS: tuple[tuple[str, dict[str, str]], ...] = (
     (OUTPOST, {}),
     (OUTPOST_WRITE, {"DURABILITY": "write"}),
     (OUTPOST_NONE, {"DURABILITY": "none"}),
-    (OUTPOST_WAIT, {"BATCH_WAIT_US": "2000"}),
+    (OUTPOST_WAIT, {"BATCH_WAIT_US": "0"}),
 )
 
 
