@@ -320,7 +320,7 @@ class _ReportedOutcome:
 def _texts(values: object, rows: np.ndarray) -> list[str]:
     if values is None:
         return [""] * len(rows)
-    seq = list(values)  # type: ignore[call-overload]
+    seq: Sequence[object] = values  # type: ignore[assignment]  # indexed, not copied: it may be a lazy view
     return [str(seq[i]) for i in rows.tolist()]
 
 

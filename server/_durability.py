@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from collections.abc import Callable
 
 __all__ = ["GroupCommit"]
@@ -18,9 +19,12 @@ __all__ = ["GroupCommit"]
 class GroupCommit:
     """Sequence numbers for committed batches, and waiters released when a sync covers them."""
 
-    def __init__(self, sync: Callable[[bool], int], mode: str) -> None:
+    def __init__(
+        self, sync: Callable[[bool], int], mode: str, *, observe: Callable[[float], None] | None = None
+    ) -> None:
         self._sync = sync
         self._mode = mode
+        self._observe = observe  # called with the seconds of every sync (write + fsync)
         self._committed = 0
         self._durable = 0
         self._task: asyncio.Task[None] | None = None
@@ -41,7 +45,7 @@ class GroupCommit:
             # A write into the OS page cache takes microseconds: do it inline rather than hop to a thread.
             if self._durable < seq:
                 target = self._committed
-                self._sync(False)
+                self._timed_sync(False)
                 self.syncs += 1
                 self._durable = target
             return
@@ -52,12 +56,18 @@ class GroupCommit:
             assert self._round is not None
             await asyncio.shield(self._round)
 
+    def _timed_sync(self, fsync: bool) -> None:
+        started = time.perf_counter()
+        self._sync(fsync)
+        if self._observe is not None:
+            self._observe(time.perf_counter() - started)
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             while self._durable < self._committed:
                 target = self._committed
-                await loop.run_in_executor(self._executor, self._sync, self._mode == "fsync")
+                await loop.run_in_executor(self._executor, self._timed_sync, self._mode == "fsync")
                 self.syncs += 1
                 self._durable = target
                 done, self._round = self._round, loop.create_future()

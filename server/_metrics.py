@@ -23,6 +23,7 @@ __all__ = ["METRIC_NAMES", "Metrics"]
 
 _LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0, 5.0)
 _MODEL_BUCKETS = (0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05)
+_SYNC_BUCKETS = (0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1000)
 _CHANNELS = {1: "MOBILE", 2: "ONLINE", 3: "TELLER", 4: "ATM", 5: "POS", 6: "API"}
 
@@ -40,6 +41,7 @@ METRIC_NAMES = (
     "outpost_rule_hits",
     "outpost_security_events",
     "outpost_shed",
+    "outpost_state_sync_seconds",
     "outpost_state_accounts",
     "outpost_state_bytes",
     "outpost_versions",
@@ -103,6 +105,10 @@ class Metrics:
         self.rule_hits = Counter("outpost_rule_hits", "Rule hits (shadow included)", ["rule", "mode"], registry=r)
         self.model_latency = Histogram(
             "outpost_model_seconds", "Model inference time per scored batch", buckets=_MODEL_BUCKETS, registry=r
+        )
+        self.state_sync = Histogram(
+            "outpost_state_sync_seconds", "Time of each group-commit sync of the state log (write, and fsync)",
+            buckets=_SYNC_BUCKETS, registry=r,
         )
         self.batch_rows = Histogram(
             "outpost_batch_rows", "Transactions per pipeline run (a micro-batch of Score calls or a ScoreBatch call)",

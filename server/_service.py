@@ -130,7 +130,11 @@ class OutpostService:
             self.metrics.track(pipeline, engine.stats)
         _warm(pipeline)
         self.engine, self.pipeline = engine, pipeline
-        self.commit = GroupCommit(lambda fsync: engine.sync(fsync=fsync), settings.durability)
+        self.commit = GroupCommit(
+            lambda fsync: engine.sync(fsync=fsync),
+            settings.durability,
+            observe=self.metrics.state_sync.observe if self.metrics is not None else None,
+        )
         self.batcher = MicroBatcher(
             pipeline,
             lambda: self.policy,
