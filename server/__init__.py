@@ -1,12 +1,13 @@
 """Outpost's gRPC service: settings, servicers, the scoring pipeline and the action policy."""
 
 from server._app import OutpostApp, create_server, serve
-from server._errors import PolicyError, ServerError, SettingsError, StartupError
+from server._errors import ModelPathError, PolicyError, ServerError, SettingsError, StartupError
 from server._pipeline import Decisions, DecisionSink, ScoringPipeline, Snapshot, decide
 from server._policy import ActionPolicy, ChannelPolicy
 from server._settings import Settings, load_settings
 
 __all__ = [
+    "ModelPathError",
     "ActionPolicy",
     "ChannelPolicy",
     "DecisionSink",

@@ -15,6 +15,7 @@ from outpost.v1 import outpost_pb2_grpc as pb_grpc
 from models import ModelError, ModelRunner
 from rules_engine import RuleError, RuleSet
 from server._auth import current_principal
+from server._errors import ModelPathError
 from server._service import OutpostService
 
 __all__ = ["RiskAdminServicer", "reload_rules"]
@@ -120,17 +121,16 @@ class RiskAdminServicer(pb_grpc.RiskAdminServicer):  # type: ignore[misc]
         service = self._service
         assert service.pipeline is not None
         previous = service.pipeline.snapshot.model_version
-        directory = _model_path(service, request.model_version)
         loop = asyncio.get_running_loop()
 
         def load() -> ModelRunner:
-            runner = ModelRunner.load(directory)
+            runner = ModelRunner.load(_model_path(service, request.model_version))
             runner.warm()
             return runner
 
         try:
             model = await loop.run_in_executor(None, load)
-        except (ModelError, OSError) as exc:
+        except (ModelError, ModelPathError, OSError) as exc:
             service.audit(
                 actor=_caller(context),
                 action="reload_model",
@@ -166,11 +166,21 @@ class RiskAdminServicer(pb_grpc.RiskAdminServicer):  # type: ignore[misc]
 
 
 def _model_path(service: OutpostService, version: str) -> Path:
+    """The directory ReloadModel loads: the configured model for "", else a version inside the model registry.
+
+    Admins switch between versions an operator put in the registry; a path elsewhere on the server's disk is
+    refused (ModelPathError), so an admin token cannot make the server load arbitrary files.
+    """
     from models import default_model_dir
 
     if not version:
         return service.settings.model_dir or default_model_dir()
-    candidate = Path(version)
-    if candidate.is_absolute() or "/" in version:
-        return candidate
-    return default_model_dir().parent / version
+    registry = (service.settings.model_registry or default_model_dir().parent).resolve()
+    candidate = Path(version) if Path(version).is_absolute() else registry / version
+    resolved = candidate.resolve()
+    if resolved == registry or not resolved.is_relative_to(registry):
+        raise ModelPathError(
+            f"model {version!r} is not a version directory inside the model registry {registry}; copy the version "
+            "there (or set OUTPOST_MODEL_REGISTRY) and name it by its directory name"
+        )
+    return resolved

@@ -3,12 +3,13 @@
 ServerError
 ├── SettingsError      a configuration value is wrong; the message names the variable and how to fix it
 ├── PolicyError        the action policy file is invalid
-└── StartupError       a dependency (rules, model, state) could not be loaded at start-up
+├── StartupError       a dependency (rules, model, state) could not be loaded at start-up
+└── ModelPathError     ReloadModel named a model outside the model registry
 """
 
 from __future__ import annotations
 
-__all__ = ["PolicyError", "ServerError", "SettingsError", "StartupError"]
+__all__ = ["ModelPathError", "PolicyError", "ServerError", "SettingsError", "StartupError"]
 
 
 class ServerError(Exception):
@@ -25,3 +26,7 @@ class PolicyError(ServerError):
 
 class StartupError(ServerError):
     """Outpost could not start: rules, model or state failed to load."""
+
+
+class ModelPathError(ServerError):
+    """ReloadModel may load versions from the model registry only; the message names the registry."""

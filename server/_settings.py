@@ -31,6 +31,7 @@ class Settings:
     rules_path: Path = PACKAGE_ROOT / "rules_engine" / "packs" / "default.yaml"
     model_dir: Path | None = None  # None: the shipped default version
     challenger_model_dir: Path | None = None
+    model_registry: Path | None = None  # the only place ReloadModel loads versions from; None: the shipped registry
     policy_path: Path = PACKAGE_ROOT / "server" / "default_policy.toml"
     data_dir: Path = PACKAGE_ROOT / "var"
     state_backend: StateBackendName = "embedded"

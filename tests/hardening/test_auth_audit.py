@@ -110,17 +110,16 @@ def test_rule_reload_is_audited_with_who_when_and_versions(auth_server: RunningS
     assert started <= when <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
 
 
-def test_model_switch_is_audited_with_who_when_and_versions(auth_server: RunningServer, tokens: Tokens,
-                                                            tmp_path: Path) -> None:
+def test_model_switch_is_audited_with_who_when_and_versions(auth_server: RunningServer, tokens: Tokens) -> None:
     """ReloadModel to another version and back writes two audit lines with principal and both versions."""
     admin = bearer(tokens.admin)
     original = auth_server.admin.GetStatus(pb.GetStatusRequest(), metadata=admin).model_version
-    copy = tmp_path / "gbm-audit-copy"
+    copy = _registry(auth_server) / "gbm-audit-copy"
     shutil.copytree(default_model_dir(), copy)
     meta = json.loads((copy / "metadata.json").read_text(encoding="utf-8"))
     meta["version"] = "gbm-audit-copy"
     (copy / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
-    switched = auth_server.admin.ReloadModel(pb.ReloadModelRequest(model_version=str(copy)), metadata=admin)
+    switched = auth_server.admin.ReloadModel(pb.ReloadModelRequest(model_version="gbm-audit-copy"), metadata=admin)
     assert switched.ok and switched.model_version == "gbm-audit-copy" and switched.previous_version == original
     assert auth_server.scoring.Score(txn("acct-audit-1"), metadata=admin).model_version == "gbm-audit-copy"
     back = auth_server.admin.ReloadModel(pb.ReloadModelRequest(), metadata=admin)
@@ -131,3 +130,10 @@ def test_model_switch_is_audited_with_who_when_and_versions(auth_server: Running
     assert (second["actor"], second["version"], second["previous_version"]) == \
         ("ops-alice", original, "gbm-audit-copy")
     assert first["at"] and second["at"]
+
+
+def _registry(server: RunningServer) -> Path:
+    registry = server.app.settings.model_registry
+    assert registry is not None
+    registry.mkdir(parents=True, exist_ok=True)
+    return registry

@@ -84,28 +84,51 @@ def test_redis_dying_without_traffic_turns_health_not_serving(redis_outpost: Run
     wait_health(redis_outpost.channel, SERVING, timeout=30)
 
 
-def _broken_copy(tmp_path: Path, *, keep_checksum: bool) -> Path:
-    copy = tmp_path / ("model-garbage" if keep_checksum else "model-tampered")
-    shutil.copytree(default_model_dir(), copy)
+def _registry(server: RunningServer) -> Path:
+    registry = server.app.settings.model_registry
+    assert registry is not None
+    registry.mkdir(parents=True, exist_ok=True)
+    return registry
+
+
+def _broken_copy(registry: Path, *, keep_checksum: bool) -> str:
+    name = "model-garbage" if keep_checksum else "model-tampered"
+    copy = registry / name
+    shutil.copytree(default_model_dir(), copy, dirs_exist_ok=True)
     (copy / "model.onnx").write_bytes(b"\x08\x07 this is not an ONNX model " * 50)
     if keep_checksum:  # the checksum matches the garbage, so ONNX Runtime itself must refuse it
         meta = json.loads((copy / "metadata.json").read_text(encoding="utf-8"))
         meta.get("files", {}).pop("model.onnx", None)
         (copy / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
-    return copy
+    return name
 
 
-def test_unreadable_model_on_reload_keeps_the_old_model(tmp_path: Path, plain_server: RunningServer) -> None:
+def test_unreadable_model_on_reload_keeps_the_old_model(plain_server: RunningServer) -> None:
     """ReloadModel of a corrupt, tampered or missing model is an error reply; the old model keeps scoring."""
     admin, scoring = plain_server.admin, plain_server.scoring
     before = admin.GetStatus(pb.GetStatusRequest()).model_version
-    for version in (str(_broken_copy(tmp_path, keep_checksum=True)), str(_broken_copy(tmp_path, keep_checksum=False)),
-                    str(tmp_path / "missing"), "no-such-version"):
+    registry = _registry(plain_server)
+    for version in (_broken_copy(registry, keep_checksum=True), _broken_copy(registry, keep_checksum=False),
+                    str(registry / "missing"), "no-such-version"):
         reply = admin.ReloadModel(pb.ReloadModelRequest(model_version=version), timeout=60)
         assert not reply.ok and reply.errors and reply.model_version == before, version
         scored = scoring.Score(txn("acct-model-keep"), timeout=10)
         assert scored.model_version == before and scored.model_probability > 0 and not scored.degraded
     assert health_status(plain_server.channel) == SERVING
+
+
+def test_reload_model_refuses_paths_outside_the_registry(tmp_path: Path, plain_server: RunningServer) -> None:
+    """A good model outside the registry, or reached with '..', is refused by name of the registry; nothing changes."""
+    admin = plain_server.admin
+    before = admin.GetStatus(pb.GetStatusRequest()).model_version
+    outside = tmp_path / "gbm-outside"
+    shutil.copytree(default_model_dir(), outside)
+    registry = _registry(plain_server)
+    for version in (str(outside), f"../{outside.name}", str(registry), "..", str(registry / ".." / "elsewhere")):
+        reply = admin.ReloadModel(pb.ReloadModelRequest(model_version=version), timeout=60)
+        assert not reply.ok and reply.model_version == before, version
+        assert "model registry" in reply.errors[0] and "OUTPOST_MODEL_REGISTRY" in reply.errors[0], reply.errors
+    assert admin.GetStatus(pb.GetStatusRequest()).model_version == before
 
 
 @pytest.mark.redis

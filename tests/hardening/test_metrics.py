@@ -92,19 +92,19 @@ def test_degraded_answers_are_counted_by_reason(metered: RunningServer) -> None:
     assert _delta(before, after, "outpost_degraded_total") == 1
 
 
-def test_versions_info_follows_reloads_at_once(metered: RunningServer, tmp_path: Path) -> None:
+def test_versions_info_follows_reloads_at_once(metered: RunningServer) -> None:
     """outpost_versions_info names the versions in use, and changes as soon as a model is switched."""
     status = metered.admin.GetStatus(pb.GetStatusRequest())
     info = sample(_scrape(metered), "outpost_versions_info", ruleset_version=status.ruleset_version,
                   model_version=status.model_version)
     assert info == 1
-    copy = tmp_path / "gbm-metrics-copy"
+    copy = _registry(metered) / "gbm-metrics-copy"
     shutil.copytree(default_model_dir(), copy)
     meta = json.loads((copy / "metadata.json").read_text(encoding="utf-8"))
     meta["version"] = "gbm-metrics-copy"
     (copy / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
     try:
-        assert metered.admin.ReloadModel(pb.ReloadModelRequest(model_version=str(copy))).ok
+        assert metered.admin.ReloadModel(pb.ReloadModelRequest(model_version="gbm-metrics-copy")).ok
         assert sample(_scrape(metered), "outpost_versions_info", model_version="gbm-metrics-copy") == 1
         assert sample(_scrape(metered), "outpost_versions_info", model_version=status.model_version) == 0
     finally:
@@ -148,3 +148,10 @@ def test_dashboard_references_only_real_metrics_and_shows_them_all(metered: Runn
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     assert dashboard["uid"] and dashboard["panels"]
     assert all(p.get("gridPos") for p in dashboard["panels"])
+
+
+def _registry(server: RunningServer) -> Path:
+    registry = server.app.settings.model_registry
+    assert registry is not None
+    registry.mkdir(parents=True, exist_ok=True)
+    return registry

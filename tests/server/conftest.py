@@ -73,7 +73,8 @@ def start_server(settings: Settings) -> RunningServer:
 
 
 def make_settings(tmp: Path, **overrides: Any) -> Settings:
-    base: dict[str, Any] = {"addr": "127.0.0.1:0", "data_dir": tmp, "durability": "write", "grace_seconds": 2.0}
+    base: dict[str, Any] = {"addr": "127.0.0.1:0", "data_dir": tmp, "durability": "write", "grace_seconds": 2.0,
+                            "model_registry": tmp / "models"}
     base.update(overrides)
     return Settings(**base)
 
