@@ -194,10 +194,17 @@ class ModelRunner:
 
     def explain(self, x_row: np.ndarray, k: int = 3) -> list[tuple[str, float]]:
         """The top ``k`` features pushing this row's score up: (name, log-odds contribution), largest first."""
-        row = np.asarray(x_row, dtype=np.float64).reshape(1, -1)
-        contrib = self.contributions(row)[0, :-1]
-        order = np.argsort(-contrib, kind="stable")
-        return [(self.feature_names[i], float(contrib[i])) for i in order[:k] if contrib[i] > 0]
+        return self.explain_rows(np.asarray(x_row, dtype=np.float64).reshape(1, -1), k)[0]
+
+    def explain_rows(self, x: np.ndarray, k: int = 3) -> list[list[tuple[str, float]]]:
+        """``explain`` for every row of a feature matrix, with one tree walk for all of them."""
+        contrib = self.contributions(x)[:, :-1]
+        order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+        names = self.feature_names
+        return [
+            [(names[i], c) for i, c in zip(row_order.tolist(), row_contrib[row_order].tolist(), strict=True) if c > 0]
+            for row_order, row_contrib in zip(order, contrib, strict=True)
+        ]
 
     def warm(self) -> None:
         """Run the session and the explanation kernel a few times so the first real request is fast."""

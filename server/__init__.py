@@ -7,11 +7,11 @@ from server._policy import ActionPolicy, ChannelPolicy
 from server._settings import Settings, load_settings
 
 __all__ = [
-    "ModelPathError",
     "ActionPolicy",
     "ChannelPolicy",
     "DecisionSink",
     "Decisions",
+    "ModelPathError",
     "OutpostApp",
     "PolicyError",
     "ScoringPipeline",

@@ -95,6 +95,7 @@ def build_responses(
             f"build_responses: {n} requests but {len(actions)} decided rows, {len(reasons)} degraded reasons and "
             f"{'no' if transaction_ids is None else len(transaction_ids)} transaction ids; pass row-aligned inputs"
         )
+    explained = _model_explanations(decisions, requests, hit_rules)
     new = pb.ScoreResponse if into is None else into.add
     out: list[pb.ScoreResponse] = []
     for i, req in enumerate(requests):
@@ -112,6 +113,7 @@ def build_responses(
                 req.explain,
                 policy,
                 reasons[i],
+                explained.get(i),
             )
         else:
             # No reasons, no guidance (not above ALLOW), no features (no explain): only the scalar fields.
@@ -130,6 +132,35 @@ def build_responses(
     return out
 
 
+def _wants_model_reasons(decisions: Decisions, row: int, action: int, explain: bool, model_points: float) -> bool:
+    # Model reasons cost a tree walk: they are worked out where someone reads them (an action above ALLOW, or an
+    # explicit explain), not for the bulk of allowed payments.
+    return (
+        (explain or action > ALLOW)
+        and decisions.snapshot.model is not None
+        and bool(decisions.used_model[row])
+        and model_points >= _MIN_MODEL_POINTS
+    )
+
+
+def _model_explanations(
+    decisions: Decisions, requests: Sequence[pb.ScoreRequest], hit_rules: dict[int, list[int]]
+) -> dict[int, list[tuple[str, float]]]:
+    """Model reasons of every row that shows them, from one tree walk over those rows (row -> explain())."""
+    model = decisions.snapshot.model
+    if model is None:
+        return {}
+    actions = decisions.actions
+    candidates = np.flatnonzero((actions > ALLOW) | np.fromiter((r.explain for r in requests), bool, len(requests)))
+    rows = [
+        i for i in candidates.tolist()
+        if _wants_model_reasons(decisions, i, int(actions[i]), requests[i].explain, float(decisions.model_points[i]))
+    ]
+    if len(rows) < 2:  # one row: explain() in _detailed is the same walk
+        return {}
+    return dict(zip(rows, model.explain_rows(decisions.features[rows]), strict=True))
+
+
 def _detailed(
     response: pb.ScoreResponse,
     row: int,
@@ -140,8 +171,12 @@ def _detailed(
     explain: bool,
     policy: ActionPolicy,
     degraded_reason: str,
+    contributions: list[tuple[str, float]] | None = None,
 ) -> None:
-    """Fill ``response`` for one row whose active rule hits (column indices, in order) are ``hit_rules``."""
+    """Fill ``response`` for one row whose active rule hits (column indices, in order) are ``hit_rules``.
+
+    ``contributions`` is the row's ``ModelRunner.explain`` if the caller worked it out already (for a whole batch).
+    """
     snap = decisions.snapshot
     rules = snap.rules
     x = decisions.features[row]
@@ -172,11 +207,10 @@ def _detailed(
             if text:
                 guidance, best_guidance_points = text, points
     model_points = float(decisions.model_points[row])
-    # Model reasons cost a tree walk: they are worked out where someone reads them (an action above ALLOW, or an
-    # explicit explain), not for the bulk of allowed payments.
-    wanted = explain or action > ALLOW
-    if wanted and snap.model is not None and decisions.used_model[row] and model_points >= _MIN_MODEL_POINTS:
-        contributions = snap.model.explain(x)
+    if _wants_model_reasons(decisions, row, action, explain, model_points):
+        assert snap.model is not None
+        if contributions is None:
+            contributions = snap.model.explain(x)
         total = sum(c for _, c in contributions)
         for name, c in contributions:
             share = model_points * (c / total) if total > 0 else model_points / max(len(contributions), 1)
