@@ -173,3 +173,12 @@ def test_warm_runs(synthetic_model: Model) -> None:
     before = runner.predict(x)
     runner.warm()
     np.testing.assert_array_equal(runner.predict(x), before)
+
+
+def test_explain_rows_equals_explain_row_by_row(synthetic_model: Model) -> None:
+    """explain_rows over a matrix gives, row for row, exactly what explain gives for each row alone."""
+    runner = ModelRunner.load(synthetic_model[0])
+    x = synthetic_model[2][:200]
+    batched = runner.explain_rows(x, k=4)
+    assert batched == [runner.explain(row, k=4) for row in x]
+    assert any(batched) and any(len(top) > 1 for top in batched)
