@@ -35,3 +35,13 @@ def test_lone_calls_back_off_from_waiting(server_factory: Callable[..., RunningS
     assert stats.rows == 40 and stats.batches == 40
     assert stats.waits == stats.idle_waits  # a lone call never finds company
     assert 1 <= stats.idle_waits <= 8
+
+
+def test_an_idle_loop_never_waits_for_company(server_factory: Callable[..., RunningServer]) -> None:
+    """Below the busy share (the loop mostly idle between sequential calls), no batch waits at all."""
+    server = server_factory(batch_wait_us=50_000, batch_busy_share=0.95)
+    for i in range(30):
+        server.scoring.Score(txn(f"acct-idle-{i % 3}"), timeout=30)
+    stats = _batcher(server).stats
+    assert stats.batches == 30
+    assert stats.waits == 0
