@@ -63,12 +63,23 @@ def _grown(array: np.ndarray, size: int) -> np.ndarray:
     return bigger
 
 
-def _warm_growth_kernels() -> None:
-    """Load the rehash kernels now (numba's disk cache, or a compile): else the first growth of the state under
-    load would pay it, a stall of tens of milliseconds for every call in flight."""
+def _warm_lazy_kernels() -> None:
+    """Load the kernels that run only now and then (numba's disk cache, or a compile): else the first growth of
+    the state, or the first outcome report, under load would pay it, a stall of tens of milliseconds for every
+    call in flight. They run on throwaway arrays; no state is touched."""
     empty_keys, empty_slots = np.zeros(2, dtype=np.uint64), np.zeros(2, dtype=np.int32)
     k.rehash_accounts(empty_keys, empty_slots, np.zeros(4, dtype=np.uint64), np.zeros(4, dtype=np.int32))
     k.rehash_seen(empty_keys, np.zeros(4, dtype=np.uint64))
+    scratch: dict[str, np.ndarray] = {name: np.zeros(64 if name in ("o_keys", "o_slots") else 32, dtype=_ARRAYS[name])
+               for name in ("o_keys", "o_slots", *_CPS, *_OUTCOMES)}
+    meta = np.zeros(k.META_N, dtype=np.int64)
+    meta[k.M_FREE] = meta[k.M_DEFERRED] = -1
+    meta[k.M_MAX_TIME] = NO_TIME
+    k.outcome_kernel(
+        np.uint64(1), np.int64(0), False, scratch["o_keys"], scratch["o_slots"], scratch["o_total"],
+        scratch["o_fraud"], scratch["o_max"], scratch["o_head"], scratch["oe_time"], scratch["oe_fraud"],
+        scratch["oe_next"], meta,
+    )
 
 
 @dataclass(slots=True)
@@ -106,7 +117,7 @@ class EmbeddedState:
         self.meta[k.M_DEFERRED] = -1
         self.meta[k.M_MAX_TIME] = NO_TIME
         self._pending: _Pending | None = None
-        _warm_growth_kernels()
+        _warm_lazy_kernels()
 
     # --- capacity ---------------------------------------------------------------------------------------------
     def ensure(self, rows: int) -> None:
