@@ -70,8 +70,10 @@ def _warm_lazy_kernels() -> None:
     empty_keys, empty_slots = np.zeros(2, dtype=np.uint64), np.zeros(2, dtype=np.int32)
     k.rehash_accounts(empty_keys, empty_slots, np.zeros(4, dtype=np.uint64), np.zeros(4, dtype=np.int32))
     k.rehash_seen(empty_keys, np.zeros(4, dtype=np.uint64))
-    scratch: dict[str, np.ndarray] = {name: np.zeros(64 if name in ("o_keys", "o_slots") else 32, dtype=_ARRAYS[name])
-               for name in ("o_keys", "o_slots", *_CPS, *_OUTCOMES)}
+    scratch: dict[str, np.ndarray] = {
+        name: np.zeros(64 if name in ("o_keys", "o_slots") else 32, dtype=_ARRAYS[name])
+        for name in ("o_keys", "o_slots", *_CPS, *_OUTCOMES)
+    }
     meta = np.zeros(k.META_N, dtype=np.int64)
     meta[k.M_FREE] = meta[k.M_DEFERRED] = -1
     meta[k.M_MAX_TIME] = NO_TIME
