@@ -82,12 +82,12 @@ class MicroBatcher:
         self._busy_share = busy_share
         self._busy = busy_share <= 0.0
         self.load = 0.0  # smoothed share of wall-clock time the event loop's thread was on a CPU
-        self._load_mark = (time.perf_counter_ns(), time.thread_time_ns())
+        self._load_mark: tuple[int, int] | None = None  # (wall, loop-thread CPU) ns at the last sample
         self._queue: list[_Pending] = []
         self._scheduled = False
         self._waiting = False  # the batch forming now waits for company
         self._backoff_ns = 0  # next back-off after a wait that gathered nobody
-        self._wait_allowed_at = 0  # perf_counter_ns before which batches do not wait (unless others are in flight)
+        self._wait_allowed_at = 0  # perf_counter_ns before which batches do not wait (back-off)
         self._timer: asyncio.Handle | None = None
         self._acks: set[asyncio.Task[None]] = set()
         self.stats = BatchStats()
@@ -122,6 +122,9 @@ class MicroBatcher:
     def _is_busy(self, now: int) -> bool:
         if self._busy_share <= 0.0:
             return True
+        if self._load_mark is None:  # first call, on the loop's thread (the batcher is built on another)
+            self._load_mark = (now, time.thread_time_ns())
+            return self._busy
         wall0, cpu0 = self._load_mark
         if now - wall0 >= _LOAD_PERIOD_NS:
             cpu = time.thread_time_ns()
