@@ -41,9 +41,9 @@ METRIC_NAMES = (
     "outpost_rule_hits",
     "outpost_security_events",
     "outpost_shed",
-    "outpost_state_sync_seconds",
     "outpost_state_accounts",
     "outpost_state_bytes",
+    "outpost_state_sync_seconds",
     "outpost_versions",
 )
 
