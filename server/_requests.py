@@ -127,6 +127,13 @@ class RequestValidator:
             return [], tuple(encode_requests((req,), self._config)[0].tolist())
         return [], rows[0]
 
+    def _new_ratio(self, currency: str) -> tuple[int, int] | None:
+        """The fen ratio of a currency not seen before (then remembered), or None when it is not a known currency."""
+        if not currency or not self._config.is_known_currency(currency):
+            return None
+        ratio = self._ratios[currency] = self._config.fen_ratio(currency)
+        return ratio
+
     def _scan(self, reqs: Sequence[pb.ScoreRequest], now_us: int) -> tuple[list[tuple[int, ...]], list[int]]:
         """Records (as TXN_DTYPE tuples) of the requests score_request accepts, and the indices of the others.
 
@@ -179,12 +186,10 @@ class RequestValidator:
                 continue
             amount = t.amount_minor
             currency = t.currency
-            ratio = ratios.get(currency)
+            ratio = ratios.get(currency) or self._new_ratio(currency)
             if ratio is None:
-                if not currency or not config.is_known_currency(currency):
-                    rejected.append(i)
-                    continue
-                ratio = ratios[currency] = config.fen_ratio(currency)
+                rejected.append(i)
+                continue
             txn_type = t.type
             channel = t.channel
             country = t.country
@@ -219,12 +224,10 @@ class RequestValidator:
                 continue
             balance_ratio = ratio
             if balance_currency:
-                balance_ratio = ratios.get(balance_currency)  # type: ignore[assignment]
+                balance_ratio = ratios.get(balance_currency) or self._new_ratio(balance_currency)  # type: ignore[assignment]
                 if balance_ratio is None:
-                    if not config.is_known_currency(balance_currency):
-                        rejected.append(i)
-                        continue
-                    balance_ratio = ratios[balance_currency] = config.fen_ratio(balance_currency)
+                    rejected.append(i)
+                    continue
             if c.HasField("birth_date"):
                 birth = c.birth_date
                 birth_nanos = birth.nanos
