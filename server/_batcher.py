@@ -80,7 +80,7 @@ class MicroBatcher:
         self._max_size = max_size
         self._max_wait = max_wait_us / 1e6
         self._busy_share = busy_share
-        self._busy = busy_share <= 0.0
+        self._busy = False  # hysteresis state of the busy share (busy_share <= 0: always busy, see _is_busy)
         self.load = 0.0  # smoothed share of wall-clock time the event loop's thread was on a CPU
         self._load_mark: tuple[int, int] | None = None  # (wall, loop-thread CPU) ns at the last sample
         self._queue: list[_Pending] = []
