@@ -16,6 +16,7 @@ from features._errors import (
     FeatureError,
     RecoveryError,
 )
+from features._keys import stable_key_bytes
 from features._schema import NO_BALANCE, NO_TIME, TXN_DTYPE, new_batch, stable_key
 
 __all__ = [
@@ -44,4 +45,5 @@ __all__ = [
     "feature_index",
     "new_batch",
     "stable_key",
+    "stable_key_bytes",
 ]

@@ -91,7 +91,11 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
                     )
                 ],
             )
-        violations, records = self._validator.check_and_encode(request.requests, _now_us())
+        # The compiled decoder reads the requests from their bytes; serializing the parsed batch again costs
+        # about 0.3 µs per request, far less than reading each field in Python.
+        violations, records = self._validator.check_and_encode_wire(
+            request.requests, request.SerializeToString(), _now_us()
+        )
         if violations:
             await abort_invalid(context, violations)
         assert records is not None

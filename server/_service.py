@@ -20,6 +20,7 @@ from models import ModelRunner, default_model_dir
 from rules_engine import RuleSet
 from server._batcher import MicroBatcher
 from server._durability import GroupCommit
+from server._wire import warm as warm_wire_decoder
 from server._errors import StartupError
 from server._metrics import Metrics
 from server._pipeline import Decisions, ScoringPipeline, Snapshot
@@ -213,3 +214,4 @@ def _warm(pipeline: ScoringPipeline) -> None:
         batch["channel"] = 1
         batch["apply"] = 0
         pipeline.run(batch)
+    warm_wire_decoder()

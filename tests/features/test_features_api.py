@@ -28,7 +28,7 @@ def test_public_names_are_exactly_the_intended_ones() -> None:
         "CATALOGUE", "DEFAULT_RATES", "ENUMS", "FEATURE_INDEX", "FEATURE_NAMES", "NO_BALANCE", "NO_TIME",
         "OUTCOME_DTYPE", "TABULAR_COLUMNS", "TXN_DTYPE", "BackendError", "EncodingError", "EngineStateError",
         "FeatureConfig", "FeatureConfigError", "FeatureEngine", "FeatureError", "FeatureKind", "FeatureSpec",
-        "RecoveryError", "StateBackend", "encode_frame", "feature_index", "new_batch", "stable_key",
+        "RecoveryError", "StateBackend", "encode_frame", "feature_index", "new_batch", "stable_key", "stable_key_bytes",
     }
     assert len(set(features.__all__)) == len(features.__all__)
     assert all(hasattr(features, name) for name in features.__all__)

@@ -1,6 +1,7 @@
-"""The one-pass request path (RequestValidator.check_and_encode) rejects and encodes exactly like the reference
-pair score_request + encode_requests: same violations in the same order, same records, on simulated traffic and
-on requests with each field made invalid in turn."""
+"""The one-pass request path (RequestValidator.check_and_encode) and the compiled ScoreBatch decoder
+(check_and_encode_wire) reject and encode exactly like the reference pair score_request + encode_requests: same
+violations in the same order, same records, on simulated traffic and on requests with each field made invalid in
+turn."""
 
 from __future__ import annotations
 
@@ -13,7 +14,16 @@ from outpost.v1 import outpost_pb2 as pb
 
 from features import TXN_DTYPE, FeatureConfig
 from loadtest import frame_to_requests, row_to_request, simulated_transactions
-from server._requests import FieldViolation, RequestValidator, encode_requests
+from server._requests import (
+    _CHANNELS,
+    _LOCALES,
+    _RISK_LEVELS,
+    _TYPES,
+    FieldViolation,
+    RequestValidator,
+    encode_requests,
+)
+from server._wire import OK, PYTHON, WireDecoder
 
 CONFIG = FeatureConfig()
 US = 1_000_000
@@ -84,6 +94,13 @@ def _expected(
     ]
 
 
+def _wire(
+    validator: RequestValidator, reqs: list[pb.ScoreRequest], now: int
+) -> tuple[list[FieldViolation], np.ndarray | None]:
+    """The ScoreBatch path: the batch's bytes through the compiled decoder."""
+    return validator.check_and_encode_wire(reqs, pb.ScoreBatchRequest(requests=reqs).SerializeToString(), now)
+
+
 def _assert_same_records(got: np.ndarray, want: np.ndarray) -> None:
     assert got.dtype == want.dtype and got.shape == want.shape
     for name in want.dtype.names or ():
@@ -97,6 +114,9 @@ def test_valid_traffic_encodes_like_encode_requests(traffic: list[pb.ScoreReques
     now = _now(traffic)
     assert not _expected(validator, traffic, now, True)
     violations, records = validator.check_and_encode(traffic, now)
+    assert violations == [] and records is not None
+    _assert_same_records(records, encode_requests(traffic, CONFIG))
+    violations, records = _wire(validator, traffic, now)
     assert violations == [] and records is not None
     _assert_same_records(records, encode_requests(traffic, CONFIG))
     # Again with every identifier's key memoised: still the same records.
@@ -219,6 +239,8 @@ def test_each_field_invalid_in_turn_gives_the_same_violations(traffic: list[pb.S
             assert rejected == ([0] if want else []), f"{name}: the one-pass check and score_request disagree"
             row_violations, row = validator.check_and_encode_row(req, now)
             assert row_violations == want, name
+            wire_violations, wire_records = _wire(validator, [req], now)
+            assert wire_violations == validator.score_request(req, now, prefix="requests[0]."), name
             if want:
                 invalid += 1
                 assert records is None and row is None
@@ -226,6 +248,8 @@ def test_each_field_invalid_in_turn_gives_the_same_violations(traffic: list[pb.S
                 assert records is not None and row is not None, name
                 _assert_same_records(records, encode_requests([req], CONFIG))
                 _assert_same_records(np.array([row], dtype=TXN_DTYPE), records)
+                assert wire_records is not None, name
+                _assert_same_records(wire_records, records)
     assert invalid >= 250  # the mutations do reject requests (guards against a harness that changes nothing)
 
 
@@ -248,13 +272,17 @@ def test_batches_with_random_bad_fields_report_every_row_in_order(traffic: list[
         want = _expected(validator, batch, now, True)
         violations, records = validator.check_and_encode(batch, now)
         assert violations == want
+        wire_violations, wire_records = _wire(validator, batch, now)
+        assert wire_violations == want
         if want:
+            assert wire_records is None
             rejected_batches += 1
             assert records is None
             assert all(v.field.startswith("requests[") for v in violations)
         else:
-            assert records is not None
+            assert records is not None and wire_records is not None
             _assert_same_records(records, encode_requests(batch, CONFIG))
+            _assert_same_records(wire_records, records)
     assert rejected_batches > 20
 
 
@@ -263,3 +291,42 @@ def test_empty_batch_gives_an_empty_record_array() -> None:
     violations, records = RequestValidator(CONFIG, max_skew_days=1).check_and_encode([], 0)
     assert violations == [] and records is not None and len(records) == 0
     assert records.dtype == encode_requests([], CONFIG).dtype
+
+
+def test_the_compiled_decoder_decides_simulated_traffic_itself(traffic: list[pb.ScoreRequest]) -> None:
+    """Every simulated request is accepted by the compiled decoder itself (none left to the Python path)."""
+    now = _now(traffic)
+    wire = pb.ScoreBatchRequest(requests=traffic).SerializeToString()
+    decoded = WireDecoder(CONFIG, max_skew_us=SKEW_DAYS * DAY_US, locales=tuple(_LOCALES), types=_TYPES,
+                          channels=_CHANNELS, risk_levels=_RISK_LEVELS).decode(wire, len(traffic), now)
+    assert decoded is not None
+    records, status = decoded
+    assert np.count_nonzero(status) == 0
+    _assert_same_records(records, encode_requests(traffic, CONFIG))
+
+
+def test_the_compiled_decoder_accepts_exactly_what_python_accepts(traffic: list[pb.ScoreRequest]) -> None:
+    """Each mutation: the decoder accepts a request itself only when it is valid, with the reference record, and
+    leaves a valid one to Python only when its text is not ASCII."""
+    now = _now(traffic)
+    decoder = WireDecoder(CONFIG, max_skew_us=SKEW_DAYS * DAY_US, locales=tuple(_LOCALES), types=_TYPES,
+                          channels=_CHANNELS, risk_levels=_RISK_LEVELS)
+    validator = RequestValidator(CONFIG, max_skew_days=SKEW_DAYS)
+    native = 0
+    for name, mutate in _mutations(now):
+        for base in (traffic[0], traffic[7], traffic[13], traffic[100]):
+            req = pb.ScoreRequest()
+            req.CopyFrom(base)
+            mutate(req)
+            valid = not validator.score_request(req, now)
+            decoded = decoder.decode(pb.ScoreBatchRequest(requests=[req]).SerializeToString(), 1, now)
+            assert decoded is not None
+            records, status = decoded
+            if status[0] == OK:
+                assert valid, f"{name}: accepted by the decoder, rejected by score_request"
+                _assert_same_records(records, encode_requests([req], CONFIG))
+                native += 1
+            else:
+                assert status[0] == PYTHON
+                assert not valid or name.endswith(" unicode"), f"{name}: valid ASCII request left to Python"
+    assert native >= 100  # boundary values and valid variants (guards against a harness that decides nothing)

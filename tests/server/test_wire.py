@@ -1,0 +1,169 @@
+"""The compiled ScoreBatch decoder on wire encodings a protobuf parser accepts but a simple reader could misread:
+fields repeated or out of order, unknown fields, wrong wire types, merged sub-messages, huge rates, bad bytes.
+Each case must give what the Python path gives for the message protobuf parsed from the same bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from outpost.v1 import outpost_pb2 as pb
+
+from features import FeatureConfig
+from loadtest import frame_to_requests, simulated_transactions
+from server._requests import _CHANNELS, _LOCALES, _RISK_LEVELS, _TYPES, RequestValidator
+from server._wire import OK, PYTHON, WireDecoder
+
+SKEW_DAYS = 400
+US = 1_000_000
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, wire_type: int, payload: bytes | int) -> bytes:
+    tag = _varint(number << 3 | wire_type)
+    if wire_type == 0:
+        assert isinstance(payload, int)
+        return tag + _varint(payload)
+    assert isinstance(payload, bytes)
+    if wire_type == 2:
+        return tag + _varint(len(payload)) + payload
+    return tag + payload
+
+
+def _batch(*requests: bytes) -> bytes:
+    return b"".join(_field(1, 2, r) for r in requests)
+
+
+@pytest.fixture(scope="module")
+def base() -> list[pb.ScoreRequest]:
+    frame = simulated_transactions(200, seed=4).head(50).reset_index(drop=True)
+    return frame_to_requests(frame)
+
+
+def _now(requests: list[pb.ScoreRequest]) -> int:
+    return max(r.transaction.event_time.seconds for r in requests) * US
+
+
+def _decoder(config: FeatureConfig) -> WireDecoder:
+    return WireDecoder(config, max_skew_us=SKEW_DAYS * 86_400 * US, locales=tuple(_LOCALES), types=_TYPES,
+                       channels=_CHANNELS, risk_levels=_RISK_LEVELS)
+
+
+def _check(wire: bytes, now: int, config: FeatureConfig | None = None) -> np.ndarray:
+    """Decode ``wire`` both ways; assert the same outcome; return the decoder's statuses."""
+    config = config or FeatureConfig()
+    reqs = list(pb.ScoreBatchRequest.FromString(wire).requests)
+    validator = RequestValidator(config, max_skew_days=SKEW_DAYS)
+    want_violations, want = validator.check_and_encode(reqs, now)
+    got_violations, got = validator.check_and_encode_wire(reqs, wire, now)
+    assert got_violations == want_violations
+    if want is None:
+        assert got is None
+    else:
+        assert got is not None
+        for name in want.dtype.names or ():
+            assert np.array_equal(got[name], want[name]), name
+    decoded = _decoder(config).decode(wire, len(reqs), now)
+    assert decoded is not None
+    return decoded[1]
+
+
+Case = Callable[[pb.ScoreRequest], bytes]
+
+
+def _txn_bytes(req: pb.ScoreRequest) -> bytes:
+    return req.transaction.SerializeToString()
+
+
+def _without_event_time(req: pb.ScoreRequest) -> bytes:
+    txn = pb.Transaction()
+    txn.CopyFrom(req.transaction)
+    txn.ClearField("event_time")
+    return txn.SerializeToString()
+
+
+CASES: dict[str, tuple[Case, int]] = {
+    # name: (the request's bytes, the status the decoder must give)
+    "fields in reverse order": (
+        lambda r: _field(3, 2, r.locale.encode()) + _field(2, 2, r.customer.SerializeToString())
+        + _field(1, 2, _txn_bytes(r)), OK),
+    "scalar repeated, last wins": (
+        lambda r: r.SerializeToString() + _field(5, 0, 1) + _field(5, 0, 0), OK),
+    "dry_run set by its last copy": (lambda r: r.SerializeToString() + _field(5, 0, 0) + _field(5, 0, 7), OK),
+    "locale repeated": (lambda r: r.SerializeToString() + _field(3, 2, b"fr") + _field(3, 2, b"en"), OK),
+    "string inside the transaction repeated": (
+        lambda r: _field(1, 2, _txn_bytes(r) + _field(3, 2, b"acct-2") + _field(4, 2, b"payee-9")), OK),
+    "unknown fields at every level": (
+        lambda r: _field(99, 0, 5) + _field(1, 2, _txn_bytes(r) + _field(77, 2, b"zz") + _field(78, 5, b"\0" * 4))
+        + _field(2, 2, r.customer.SerializeToString() + _field(50, 1, b"\0" * 8)) + _field(300, 2, b"x"), OK),
+    "event time with an unknown field": (
+        lambda r: _field(1, 2, _without_event_time(r) + _field(2, 2, _field(9, 0, 1) + _field(
+            1, 0, r.transaction.event_time.seconds))), OK),
+    "explain with a wrong wire type": (lambda r: r.SerializeToString() + _field(4, 2, b"yes"), OK),
+    "dry_run with a wrong wire type": (lambda r: r.SerializeToString() + _field(5, 2, b"1"), PYTHON),
+    "amount with a wrong wire type": (lambda r: _field(1, 2, _txn_bytes(r) + _field(5, 1, b"\1" * 8)), PYTHON),
+    "transaction sent twice (merged)": (
+        lambda r: r.SerializeToString() + _field(1, 2, _field(5, 0, 777)), PYTHON),
+    "customer sent twice (merged)": (lambda r: r.SerializeToString() + _field(2, 2, _field(3, 0, 44)), PYTHON),
+    "event time sent twice (merged)": (
+        lambda r: _field(1, 2, _txn_bytes(r) + _field(2, 2, _field(2, 0, 5000))), PYTHON),
+    "negative enum (ten-byte varint)": (lambda r: _field(1, 2, _txn_bytes(r) + _field(7, 0, -3)), PYTHON),
+    "type above the int32 range is truncated": (
+        lambda r: _field(1, 2, _txn_bytes(r) + _field(7, 0, (1 << 32) + 5)), OK),
+    "empty customer present": (lambda r: _field(1, 2, _txn_bytes(r)) + _field(2, 2, b""), OK),
+    "Chinese region": (lambda r: _field(1, 2, _txn_bytes(r) + _field(11, 2, "深圳南山".encode())), PYTHON),
+    "seconds beyond 10**12": (
+        lambda r: _field(1, 2, _txn_bytes(r) + _field(2, 2, _field(1, 0, 10**13))), PYTHON),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_wire_variants_decode_like_protobuf(name: str, base: list[pb.ScoreRequest]) -> None:
+    """One odd encoding among ordinary requests: same outcome as the Python path, decided where expected."""
+    make, want_status = CASES[name]
+    now = _now(base)
+    odd = make(base[3])
+    wire = _batch(*(r.SerializeToString() for r in base[:3]), odd, *(r.SerializeToString() for r in base[4:8]))
+    status = _check(wire, now)
+    assert status[3] == want_status
+    assert not np.delete(status, 3).any()
+
+
+def test_conversions_that_could_overflow_go_to_python(base: list[pb.ScoreRequest]) -> None:
+    """A rate so large that amount * rate leaves 64 bits: Python's integers convert it, with the same result."""
+    config = FeatureConfig(currency_rates={"CNY": "1", "XAU": "912345678901.25"})
+    now = _now(base)
+    big = pb.ScoreRequest()
+    big.CopyFrom(base[0])
+    big.transaction.currency = "XAU"
+    big.transaction.amount_minor = 2_000_000  # 2 * amount * p leaves 64 bits; the fen value itself fits
+    small = pb.ScoreRequest()
+    small.CopyFrom(big)
+    small.transaction.amount_minor = 3
+    small.customer.balance_currency = "CNY"
+    status = _check(_batch(big.SerializeToString(), small.SerializeToString()), now, config)
+    assert status.tolist() == [PYTHON, OK]
+
+
+def test_truncated_or_miscounted_bytes_fall_back_to_the_parsed_messages(base: list[pb.ScoreRequest]) -> None:
+    """Bytes that do not hold the expected number of requests: the decoder says so and nothing is half-decoded."""
+    wire = _batch(*(r.SerializeToString() for r in base[:4]))
+    decoder = _decoder(FeatureConfig())
+    now = _now(base)
+    assert decoder.decode(wire[:-3], 4, now) is None
+    assert decoder.decode(wire, 3, now) is None
+    assert decoder.decode(wire, 5, now) is None
+    reqs = list(base[:4])
+    validator = RequestValidator(FeatureConfig(), max_skew_days=SKEW_DAYS)
+    violations, records = validator.check_and_encode_wire(reqs, wire[:-3], now)
+    assert violations == [] and records is not None and len(records) == 4
