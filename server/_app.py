@@ -174,7 +174,8 @@ class OutpostApp:
         self.metrics.close()
         stats = self.service.batcher.stats if self.service.batcher is not None else None
         log.info("stopped", **({} if stats is None else {"batches": stats.batches, "batched_rows": stats.rows,
-                                                          "batch_waits": stats.waits, "idle_waits": stats.idle_waits}))
+                                                          "batch_waits": stats.waits, "idle_waits": stats.idle_waits,
+                                                          "early_ends": stats.early_ends}))
 
 
 async def create_server(settings: Settings) -> tuple[grpc.aio.Server, int]:

@@ -10,6 +10,12 @@ so a batch waits only when both hold:
   latency and calls go at once;
 - waiting is *productive*: a wait that gathers nobody (a lone caller) switches waiting off for a back-off that
   doubles up to ``_MAX_BACKOFF_NS``; after it, one batch probes again.
+
+A wait ends at ``max_wait_us``, when ``max_size`` calls are queued, or as soon as the loop idles: every
+``_CHECK_NS`` (or less) the wait looks at the loop thread's CPU time over the last check; below ``idle_share``
+of the wall clock, no more calls are being taken in (every caller is already queued or elsewhere), so waiting
+longer would only leave the CPU idle. Under saturation the loop stays busy taking calls in, and the wait runs
+its full length, which lets batches grow to many calls.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ __all__ = ["BatchStats", "DeadlineExpiredError", "MicroBatcher"]
 _MIN_BACKOFF_NS = 5_000_000
 _MAX_BACKOFF_NS = 1_000_000_000
 _LOAD_PERIOD_NS = 20_000_000  # the loop's busy share is sampled at most this often, and smoothed
+_CHECK_NS = 1_000_000  # a waiting batch checks whether the loop idles this often
 
 
 class DeadlineExpiredError(Exception):
@@ -59,6 +66,7 @@ class BatchStats:
     rows: int = 0
     waits: int = 0
     idle_waits: int = 0
+    early_ends: int = 0  # waits ended before max_wait because the loop idled
 
 
 class MicroBatcher:
@@ -73,6 +81,7 @@ class MicroBatcher:
         max_size: int,
         max_wait_us: int,
         busy_share: float = 0.0,
+        idle_share: float = 0.0,
     ) -> None:
         self._pipeline = pipeline
         self._policy = policy
@@ -80,6 +89,10 @@ class MicroBatcher:
         self._max_size = max_size
         self._max_wait = max_wait_us / 1e6
         self._busy_share = busy_share
+        self._idle_share = idle_share
+        self._check_ns = min(_CHECK_NS, max_wait_us * 1000)
+        self._wait_end_ns = 0  # perf_counter_ns at which the current wait ends at the latest
+        self._check_mark = (0, 0)  # (wall, loop-thread CPU) ns at the wait's last check
         self._busy = False  # hysteresis state of the busy share (busy_share <= 0: always busy, see _is_busy)
         self.load = 0.0  # smoothed share of wall-clock time the event loop's thread was on a CPU
         self._load_mark: tuple[int, int] | None = None  # (wall, loop-thread CPU) ns at the last sample
@@ -110,7 +123,12 @@ class MicroBatcher:
             self._scheduled = True
             self._waiting = self._max_wait > 0 and now >= self._wait_allowed_at and self._is_busy(now)
             if self._waiting:
-                self._timer = loop.call_later(self._max_wait, self._drain)
+                self._wait_end_ns = now + int(self._max_wait * 1e9)
+                if self._idle_share > 0:
+                    self._check_mark = (now, time.thread_time_ns())
+                    self._timer = loop.call_later(self._check_ns / 1e9, self._check_wait)
+                else:
+                    self._timer = loop.call_later(self._max_wait, self._drain)
             else:
                 self._timer = loop.call_soon(self._drain)
         elif len(self._queue) == self._max_size and self._waiting:
@@ -118,6 +136,22 @@ class MicroBatcher:
             self._timer.cancel()  # full: no reason to wait any longer
             self._timer = loop.call_soon(self._drain)
         return await future
+
+    def _check_wait(self) -> None:
+        """During a wait: drain when its time is up or the loop idled since the last check, else look again."""
+        now = time.perf_counter_ns()
+        cpu = time.thread_time_ns()
+        wall0, cpu0 = self._check_mark
+        if now >= self._wait_end_ns:
+            self._drain()
+            return
+        if cpu - cpu0 < self._idle_share * (now - wall0):
+            self.stats.early_ends += 1
+            self._drain()
+            return
+        self._check_mark = (now, cpu)
+        delay = min(self._check_ns, self._wait_end_ns - now)
+        self._timer = asyncio.get_running_loop().call_later(delay / 1e9, self._check_wait)
 
     def _is_busy(self, now: int) -> bool:
         if self._busy_share <= 0.0:

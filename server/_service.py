@@ -20,12 +20,12 @@ from models import ModelRunner, default_model_dir
 from rules_engine import RuleSet
 from server._batcher import MicroBatcher
 from server._durability import GroupCommit
-from server._wire import warm as warm_wire_decoder
 from server._errors import StartupError
 from server._metrics import Metrics
 from server._pipeline import Decisions, ScoringPipeline, Snapshot
 from server._policy import ActionPolicy
 from server._settings import Settings
+from server._wire import warm as warm_wire_decoder
 
 if TYPE_CHECKING:
     from review import ReviewSinks
@@ -143,6 +143,7 @@ class OutpostService:
             max_size=settings.batch_max,
             max_wait_us=settings.batch_wait_us,
             busy_share=settings.batch_busy_share,
+            idle_share=settings.batch_idle_share,
         )
         log.info(
             "loaded",

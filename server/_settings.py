@@ -38,8 +38,9 @@ class Settings:
     redis_url: str = ""
     durability: DurabilityName = "fsync"
     batch_max: int = 64
-    batch_wait_us: int = 2000  # only under load and while waiting gathers company (see _batcher)
+    batch_wait_us: int = 10_000  # only under load, while waiting gathers company and the loop stays busy (_batcher)
     batch_busy_share: float = 0.6  # the event loop's busy share of wall time above which batches wait; 0: always
+    batch_idle_share: float = 0.5  # a wait ends early when the loop was busy less than this share lately; 0: never
     score_batch_max: int = 1000
     max_in_flight: int = 32  # ~ throughput x tolerable queueing: see ops/checks/overload.py, docs/operations.md
     grace_seconds: float = 10.0
@@ -60,6 +61,7 @@ class Settings:
         _check(self.batch_max >= 1, "batch_max", self.batch_max, "a whole number >= 1")
         _check(self.batch_wait_us >= 0, "batch_wait_us", self.batch_wait_us, "microseconds >= 0")
         _check(0.0 <= self.batch_busy_share <= 1.0, "batch_busy_share", self.batch_busy_share, "a share 0..1")
+        _check(0.0 <= self.batch_idle_share <= 1.0, "batch_idle_share", self.batch_idle_share, "a share 0..1")
         _check(1 <= self.score_batch_max <= 100_000, "score_batch_max", self.score_batch_max, "1..100000")
         _check(self.max_in_flight >= 1, "max_in_flight", self.max_in_flight, "a whole number >= 1")
         _check(self.grace_seconds >= 0, "grace_seconds", self.grace_seconds, "seconds >= 0")

@@ -16,7 +16,7 @@ def _batcher(server: RunningServer) -> MicroBatcher:
 
 def test_concurrent_calls_are_scored_together(server_factory: Callable[..., RunningServer]) -> None:
     """Sixteen calls sent at once are answered individually from fewer pipeline runs than calls."""
-    server = server_factory(batch_wait_us=50_000, batch_busy_share=0.0)
+    server = server_factory(batch_wait_us=50_000, batch_busy_share=0.0, batch_idle_share=0.0)
     requests = [txn(f"acct-batch-{i}") for i in range(16)]
     futures = [server.scoring.Score.future(r, timeout=30) for r in requests]
     replies = [f.result() for f in futures]
@@ -24,6 +24,17 @@ def test_concurrent_calls_are_scored_together(server_factory: Callable[..., Runn
     stats = _batcher(server).stats
     assert stats.rows == 16
     assert stats.batches < 16
+
+
+def test_a_wait_ends_once_the_loop_idles(server_factory: Callable[..., RunningServer]) -> None:
+    """With a 2 s longest wait, calls are answered long before it: the wait ends when no more calls come in."""
+    server = server_factory(batch_wait_us=2_000_000, batch_busy_share=0.0, batch_idle_share=0.5)
+    futures = [server.scoring.Score.future(txn(f"acct-early-{i}"), timeout=30) for i in range(4)]
+    replies = [f.result() for f in futures]
+    stats = _batcher(server).stats
+    assert stats.rows == 4 and stats.waits >= 1
+    assert stats.early_ends >= 1
+    assert max(r.latency_us for r in replies) < 1_000_000  # server-side time: the full wait would be 2 s
 
 
 def test_lone_calls_back_off_from_waiting(server_factory: Callable[..., RunningServer]) -> None:
