@@ -33,6 +33,7 @@ __all__ = [
 
 _MAX_ID = 128
 _MAX_AMOUNT_MINOR = 10**15  # ten trillion major units: above any real single payment
+_MAX_FEN = 10**17  # 10**15 CNY: the most an amount or balance may be worth once converted (keeps sums in 64 bits)
 _US = 1_000_000
 _YEAR_1850_US = -3_786_825_600 * _US
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -281,9 +282,16 @@ class RequestValidator:
             if balance or balance_currency:
                 p, q = balance_ratio
                 balance_fen = (2 * balance * p + q) // (2 * q)
+                if abs(balance_fen) > _MAX_FEN:
+                    rejected.append(i)
+                    continue
             else:
                 balance_fen = NO_BALANCE
             p, q = ratio
+            amount_fen = (2 * amount * p + q) // (2 * q)
+            if amount_fen > _MAX_FEN:
+                rejected.append(i)
+                continue
             rows.append((
                 event_us,
                 keys[account],
@@ -291,7 +299,7 @@ class RequestValidator:
                 keys[device],
                 keys[branch],
                 amount,
-                (2 * amount * p + q) // (2 * q),
+                amount_fen,
                 balance_fen,
                 opened_us,
                 int(mcc) if mcc else 0,
@@ -348,6 +356,8 @@ class RequestValidator:
             out.append(FieldViolation(p + "currency", "required: an ISO 4217 code such as CNY"))
         elif not self._config.is_known_currency(t.currency):
             out.append(FieldViolation(p + "currency", f"unknown currency {t.currency[:8]!r}: not in the rate table"))
+        elif 0 < t.amount_minor <= _MAX_AMOUNT_MINOR and self._config.to_fen(t.currency, t.amount_minor) > _MAX_FEN:
+            out.append(FieldViolation(p + "amount_minor", _too_much(t.currency)))
         if t.type not in _TYPES:
             out.append(FieldViolation(p + "type", "must be a TransactionType other than UNSPECIFIED"))
         if t.channel not in _CHANNELS:
@@ -380,6 +390,13 @@ class RequestValidator:
                 out.append(FieldViolation(q + "balance_minor", f"must be within +-{_MAX_AMOUNT_MINOR}"))
             if c.balance_currency and not self._config.is_known_currency(c.balance_currency):
                 out.append(FieldViolation(q + "balance_currency", "unknown currency: not in the rate table"))
+            elif abs(c.balance_minor) <= _MAX_AMOUNT_MINOR and (c.balance_minor or c.balance_currency):
+                balance_currency = c.balance_currency or t.currency
+                if (
+                    self._config.is_known_currency(balance_currency)
+                    and abs(self._config.to_fen(balance_currency, c.balance_minor)) > _MAX_FEN
+                ):
+                    out.append(FieldViolation(q + "balance_minor", _too_much(balance_currency)))
             if c.risk_level not in _RISK_LEVELS:
                 out.append(FieldViolation(q + "risk_level", "must be a RiskLevel value"))
         return out
@@ -407,6 +424,11 @@ class _KeyMemo(dict[str, int]):
     def __missing__(self, key: str) -> int:
         value = self[key] = stable_key(key)
         return value
+
+
+def _too_much(currency: str) -> str:
+    return (f"worth more than {_MAX_FEN // 100:,} CNY at the configured rate of {currency[:8]}: "
+            "check the amount and its currency")
 
 
 def _micros(ts: object) -> int:

@@ -10,7 +10,8 @@ it through the Python path, which decides validity and words any violation exact
 - any check that fails (the Python path words it);
 - text with a byte outside printable ASCII (Unicode printability is Python's to judge);
 - a sub-message sent twice (protobuf merges them), a known field with an unexpected wire type, a group;
-- an amount or balance whose conversion could overflow 64 bits, a timestamp beyond +-10**12 seconds.
+- an amount or balance whose conversion could overflow 64 bits or is worth more than ``_MAX_FEN``, a timestamp
+  beyond +-10**12 seconds.
 
 Scalars and strings sent twice keep the last value, as protobuf parsers do.
 """
@@ -32,6 +33,7 @@ PYTHON = 1
 _US = 1_000_000
 _MAX_ID = 128
 _MAX_AMOUNT_MINOR = 10**15
+_MAX_FEN = 10**17  # as server._requests: the most an amount or balance may be worth in fen
 _YEAR_1850_US = -3_786_825_600 * _US
 _ONE_DAY_US = 86_400 * _US
 _MAX_SECONDS = 10**12  # beyond this, seconds * 10**6 nears int64's range: the Python path decides
@@ -449,10 +451,10 @@ def _row(
     balance_fen: _Int = NO_BALANCE
     if balance != 0 or has_balance_currency:
         fits, balance_fen = _convert(balance, ratios[balance_currency, 0], ratios[balance_currency, 1])
-        if not fits:
+        if not fits or balance_fen > _MAX_FEN or balance_fen < -_MAX_FEN:
             return False
     fits, amount_fen = _convert(amount, ratios[currency, 0], ratios[currency, 1])
-    if not fits:
+    if not fits or amount_fen > _MAX_FEN:
         return False
     cross = (country == 1 and not (buf[f[_T_COUNTRY]] == home0 and buf[f[_T_COUNTRY] + 1] == home1)) or (
         cp_country == 1 and not (buf[f[_T_CP_COUNTRY]] == home0 and buf[f[_T_CP_COUNTRY] + 1] == home1)

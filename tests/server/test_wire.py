@@ -167,3 +167,32 @@ def test_truncated_or_miscounted_bytes_fall_back_to_the_parsed_messages(base: li
     validator = RequestValidator(FeatureConfig(), max_skew_days=SKEW_DAYS)
     violations, records = validator.check_and_encode_wire(reqs, wire[:-3], now)
     assert violations == [] and records is not None and len(records) == 4
+
+
+def test_amounts_worth_too_much_once_converted_are_rejected_with_a_reason(base: list[pb.ScoreRequest]) -> None:
+    """An amount or balance worth more than 10**15 CNY at a configured rate is a named violation on every path,
+    never an overflow: 10**15 minor units at a rate of 10**6 CNY."""
+    config = FeatureConfig(currency_rates={"CNY": "1", "XAU": "1000000"})
+    now = _now(base)
+    pricey = pb.ScoreRequest()
+    pricey.CopyFrom(base[0])
+    pricey.transaction.currency = "XAU"
+    pricey.transaction.amount_minor = 10**15
+    rich = pb.ScoreRequest()
+    rich.CopyFrom(base[1])
+    rich.customer.balance_currency = "XAU"
+    rich.customer.balance_minor = -(10**15)
+    fine = pb.ScoreRequest()
+    fine.CopyFrom(pricey)
+    fine.transaction.amount_minor = 10**10  # 10**14 CNY: within the limit
+    validator = RequestValidator(config, max_skew_days=SKEW_DAYS)
+    violations = validator.score_request(pricey, now) + validator.score_request(rich, now)
+    assert [(v.field, v.description.split(":")[0]) for v in violations] == [
+        ("transaction.amount_minor", "worth more than 1,000,000,000,000,000 CNY at the configured rate of XAU"),
+        ("customer.balance_minor", "worth more than 1,000,000,000,000,000 CNY at the configured rate of XAU"),
+    ]
+    status = _check(_batch(pricey.SerializeToString(), rich.SerializeToString(), fine.SerializeToString()), now,
+                    config)
+    assert status.tolist() == [PYTHON, PYTHON, OK]
+    assert validator.check_and_encode_row(pricey, now)[1] is None
+    assert validator.check_and_encode_row(fine, now)[1] is not None
