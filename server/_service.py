@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,22 +55,34 @@ class RuleHitCounter:
 
 
 class _RecentTransactions:
-    """Bounded map transaction_id -> (account_key, counterparty_key) for outcome reports of recent scores."""
+    """Bounded map transaction_id -> (account_key, counterparty_key) for outcome reports of recent scores.
+
+    Two generations of at most ``capacity // 2`` entries each: new entries go to the current one; when it is full
+    it becomes the previous one and the oldest generation is dropped. So the last ``capacity // 2`` to
+    ``capacity`` applied transactions are known, with no per-entry eviction on the hot path.
+    """
 
     def __init__(self, capacity: int = 200_000) -> None:
-        self._items: OrderedDict[str, tuple[int, int]] = OrderedDict()
-        self._capacity = capacity
+        self._half = max(capacity // 2, 1)
+        self._current: dict[str, tuple[int, int]] = {}
+        self._previous: dict[str, tuple[int, int]] = {}
 
     def record(self, txn_ids: list[str], txns: np.ndarray, decisions: Decisions) -> None:
-        keys = zip(txns["account_key"].tolist(), txns["counterparty_key"].tolist(), strict=True)
-        for txn_id, pair, applied in zip(txn_ids, keys, txns["apply"].tolist(), strict=True):
-            if applied:
-                self._items[txn_id] = pair
-        while len(self._items) > self._capacity:
-            self._items.popitem(last=False)
+        pairs = zip(txns["account_key"].tolist(), txns["counterparty_key"].tolist(), strict=True)
+        applied = txns["apply"]
+        if applied.all():
+            self._current.update(zip(txn_ids, pairs, strict=True))
+        else:
+            self._current.update((t, p) for t, p, a in zip(txn_ids, pairs, applied.tolist(), strict=True) if a)
+        if len(self._current) >= self._half:
+            self._previous, self._current = self._current, {}
 
     def get(self, txn_id: str) -> tuple[int, int] | None:
-        return self._items.get(txn_id)
+        found = self._current.get(txn_id)
+        return found if found is not None else self._previous.get(txn_id)
+
+    def __len__(self) -> int:
+        return len(self._current) + len(self._previous)
 
 
 @dataclass
