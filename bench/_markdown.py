@@ -20,6 +20,7 @@ from bench._suite import (
     SuiteResult,
     median_of,
 )
+from server import Settings
 
 __all__ = ["render"]
 
@@ -246,13 +247,18 @@ def _lag_note(scenario: Scenario | None) -> list[str]:
     ]
 
 
+_DEFAULTS = Settings()
+
+
 def _variants(result: SuiteResult) -> list[str]:
     sat, one = result.saturation, result.one_in_flight
     rows = []
     for name, settings in OUTPOST_VARIANTS:
         if not _runs_of(sat, name) and not _runs_of(one, name):
             continue
-        shown = ", ".join(f"`OUTPOST_{k}={v}`" for k, v in settings.items()) or "defaults (fsync, batch wait 2000 µs)"
+        shown = ", ".join(f"`OUTPOST_{k}={v}`" for k, v in settings.items()) or (
+            f"defaults ({_DEFAULTS.durability}, batch wait up to {_DEFAULTS.batch_wait_us:,} µs)"
+        )
         rows.append(
             f"| {name} | {shown} | {_f(_med(sat, name, 'achieved_rate'), 0)} | {_f(_med(sat, name, 'p99_ms'), 2)} "
             f"| {_f(_med(sat, name, 'server_cpu_us_per_call'), 0)} | {_f(_med(one, name, 'p50_ms'), 3)} "
@@ -278,8 +284,10 @@ def _variants(result: SuiteResult) -> list[str]:
         "committed while one fsync runs share the next); with write it is answered once the change is in the "
         "operating system's page cache (survives a process crash, not a power loss). durability=none (benchmarks "
         f"only) reaches {_f(none_rate, 0)} calls/s.",
-        f"- **Waiting for company**: by default a batch that is not full waits up to 2 ms while waits gather other "
-        f"calls: {_f(fsync_rate, 0)} calls/s at {_f(_med(sat, OUTPOST, 'server_cpu_us_per_call'), 0)} µs of CPU per "
+        f"- **Waiting for company**: by default a batch that is not full waits up to "
+        f"{_DEFAULTS.batch_wait_us / 1000:g} ms while waits gather other calls and the event loop stays busy "
+        f"taking calls in (`OUTPOST_BATCH_IDLE_SHARE`): {_f(fsync_rate, 0)} calls/s at "
+        f"{_f(_med(sat, OUTPOST, 'server_cpu_us_per_call'), 0)} µs of CPU per "
         f"call, against {_f(wait_rate, 0)} calls/s at {_f(wait_cpu, 0)} µs with `OUTPOST_BATCH_WAIT_US=0` (no "
         "wait: gRPC hands calls over one event-loop round trip apart, so they rarely share a batch and each pays "
         "the pipeline's fixed cost alone).",

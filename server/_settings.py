@@ -42,7 +42,7 @@ class Settings:
     batch_busy_share: float = 0.6  # the event loop's busy share of wall time above which batches wait; 0: always
     batch_idle_share: float = 0.5  # a wait ends early when the loop was busy less than this share lately; 0: never
     score_batch_max: int = 1000
-    max_in_flight: int = 32  # ~ throughput x tolerable queueing: see ops/checks/overload.py, docs/operations.md
+    max_in_flight: int = 64  # ~ throughput x tolerable queueing: see ops/checks/overload.py, docs/operations.md
     grace_seconds: float = 10.0
     model_min_budget_ms: float = 2.0
     allow_plaintext_remote: bool = False
