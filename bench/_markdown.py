@@ -383,9 +383,10 @@ def _limits(result: SuiteResult, ratio_rate: float, added_p50: float, ratio_p99:
         lines.append(
             f"- **ScoreBatch per core** ({_f(per_core, 0)}/s): {_f(1e6 / per_core if per_core else math.nan, 1)} µs "
             "of server CPU per transaction, of which the bare server's protobuf decoding and encoding alone take "
-            f"{_f(_med(batch, BARE, 'server_cpu_us_per_transaction'), 1)} µs; the remainder is Outpost's per-"
-            "transaction Python work around the vectorised features, rules and model (decoding into the record, "
-            "building each response with its reasons, state commit)."
+            f"{_f(_med(batch, BARE, 'server_cpu_us_per_transaction'), 1)} µs. Requests are decoded in compiled "
+            "code (a few µs per transaction: see the per-row section below); the remainder is the ONNX model (its "
+            "trees walked with cold caches between calls, and once per wave of a batch whose accounts repeat), "
+            "building each response in Python, the feature state's score, commit and fsync, and the decision sinks."
         )
     if _check(cold, TARGET_COLD_START_S, at_least=False) is False:
         lines.append(

@@ -2,7 +2,8 @@
 
 Requests: ``score_request`` on each row then ``encode_requests`` (the path Score and ScoreBatch took) against the
 one-pass ``RequestValidator.check_and_encode``, with the identifier-key memo empty (every id hashed: the figure
-for traffic from many accounts) and full (every id seen before). Replies: ``build_response`` row by row (the
+for traffic from many accounts) and full (every id seen before), and against ScoreBatch's compiled decoder
+(``check_and_encode_wire``). Replies: ``build_response`` row by row (the
 micro-batcher's path) against ``build_responses`` for the batch, on decisions of the shipped rules and model over
 simulated traffic, and for ScoreBatch the same plus putting the replies into the ScoreBatchResponse (copying a
 finished list, as before, against building them in place).
@@ -97,6 +98,18 @@ def _new_requests(holder: list[RequestValidator], batch: Sequence[pb.ScoreReques
     return call
 
 
+def _wire_requests(validator: RequestValidator, message: pb.ScoreBatchRequest, now: int) -> Callable[[], object]:
+    """ScoreBatch's path: serialize the parsed batch again (as the servicer does) and decode it in compiled code."""
+    requests = message.requests
+
+    def call() -> object:
+        violations, records = validator.check_and_encode_wire(requests, message.SerializeToString(), now)
+        assert not violations
+        return records
+
+    return call
+
+
 def _old_replies(
     decisions: Decisions, batch: Sequence[pb.ScoreRequest], policy: ActionPolicy, container: bool
 ) -> Callable[[], object]:
@@ -163,7 +176,9 @@ def run(quick: bool = False) -> str:
         old_req = _median_us_per_row([_old_requests(warm, b, now, config) for b in batches], size)
         new_cold = _median_us_per_row([_new_requests(cold, b, now) for b in batches], size, fresh)
         new_warm = _median_us_per_row([_new_requests([warm], b, now) for b in batches], size)
-        rows_req.append([float(size), old_req, new_cold, new_warm])
+        messages = [pb.ScoreBatchRequest(requests=b) for b in batches]
+        wire = _median_us_per_row([_wire_requests(warm, m, now) for m in messages], size)
+        rows_req.append([float(size), old_req, new_cold, new_warm, wire])
 
         parts = [_slice(decisions, slice(s, s + size)) for s in starts]
         plain_rows = [plain[(k * 89) % (len(plain) - size) :][:size] for k in range(reps)]
@@ -192,14 +207,18 @@ def run(quick: bool = False) -> str:
         "",
         "Old: `score_request` per row (ScoreBatch prefixes each path with `requests[i].`) then `encode_requests`. "
         "New: `RequestValidator.check_and_encode`, the id-key memo empty (every identifier hashed with blake2b: "
-        "traffic from accounts not seen lately) or full (ids seen before).",
+        "traffic from accounts not seen lately) or full (ids seen before). ScoreBatch: "
+        "`check_and_encode_wire`, the compiled decoder of server/_wire.py on the batch's bytes (serializing the "
+        "parsed batch again included, as the servicer does; every identifier hashed).",
         "",
-        "| batch | old | new, keys hashed | new, keys memoised | old / new hashed | old / new memoised |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| batch | old | new, keys hashed | new, keys memoised | ScoreBatch compiled | old / new hashed "
+        "| old / new memoised | old / compiled |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for n, old, new_c, new_w in rows_req:
+    for n, old, new_c, new_w, wire in rows_req:
         lines.append(
-            f"| {n:.0f} | {old:.2f} | {new_c:.2f} | {new_w:.2f} | {_ratio(old, new_c)} | {_ratio(old, new_w)} |"
+            f"| {n:.0f} | {old:.2f} | {new_c:.2f} | {new_w:.2f} | {wire:.2f} | {_ratio(old, new_c)} "
+            f"| {_ratio(old, new_w)} | {_ratio(old, wire)} |"
         )
     lines += [
         "",
