@@ -8,6 +8,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from outpost.v1 import outpost_pb2 as pb
 
 from features import FeatureConfig
@@ -196,3 +199,59 @@ def test_amounts_worth_too_much_once_converted_are_rejected_with_a_reason(base: 
     assert status.tolist() == [PYTHON, PYTHON, OK]
     assert validator.check_and_encode_row(pricey, now)[1] is None
     assert validator.check_and_encode_row(fine, now)[1] is not None
+
+
+_TEXT = st.one_of(st.sampled_from(["", "acct-1", "CN", "JP", "cn", "CNY", "USD", "5411", "0042", "zh-CN", "en",
+                                   "x" * 128, "x" * 129]), st.text(max_size=12))
+_INT64 = st.one_of(st.integers(-3, 3), st.integers(-(2**63), 2**63 - 1), st.integers(1, 10**15 + 1))
+_INT32 = st.one_of(st.integers(-2, 160), st.integers(-(2**31), 2**31 - 1))
+
+
+@st.composite
+def _timestamps(draw: st.DrawFn, around: int) -> Timestamp:
+    seconds = draw(st.one_of(st.integers(around - 10**8, around + 10**6), st.integers(-(10**13), 10**13)))
+    return Timestamp(seconds=seconds, nanos=draw(st.one_of(st.integers(0, 999_999_999), st.integers(-5, 2**31 - 1))))
+
+
+_TXN_TEXTS = ("transaction_id", "account_id", "counterparty_id", "currency", "device_id", "country", "region",
+              "merchant_category", "counterparty_bank", "counterparty_country", "branch_id")
+
+
+@st.composite
+def _arbitrary_requests(draw: st.DrawFn, base: list[pb.ScoreRequest], around: int) -> pb.ScoreRequest:
+    """A simulated request with one to three fields set to any value protobuf can carry (strings of any
+    characters, integers across their whole range): mostly one bad field in an otherwise valid request."""
+    req = pb.ScoreRequest()
+    req.CopyFrom(draw(st.sampled_from(base)))
+    t, c = req.transaction, req.customer
+    changes = {
+        **{name: (lambda v, name=name: setattr(t, name, v), _TEXT) for name in _TXN_TEXTS},
+        "locale": (lambda v: setattr(req, "locale", v), _TEXT),
+        "amount_minor": (lambda v: setattr(t, "amount_minor", v), _INT64),
+        "type": (lambda v: setattr(t, "type", v), _INT32),
+        "channel": (lambda v: setattr(t, "channel", v), _INT32),
+        "event_time": (lambda v: t.event_time.CopyFrom(v), _timestamps(around)),
+        "customer_id": (lambda v: setattr(c, "customer_id", v), _TEXT),
+        "age": (lambda v: setattr(c, "age", v), _INT32),
+        "balance_minor": (lambda v: setattr(c, "balance_minor", v), _INT64),
+        "balance_currency": (lambda v: setattr(c, "balance_currency", v), _TEXT),
+        "risk_level": (lambda v: setattr(c, "risk_level", v), _INT32),
+        "birth_date": (lambda v: c.birth_date.CopyFrom(v), _timestamps(around)),
+        "account_opened": (lambda v: c.account_opened.CopyFrom(v), _timestamps(around)),
+        "no birth_date": (lambda v: c.ClearField("birth_date"), st.none()),
+        "no customer": (lambda v: req.ClearField("customer"), st.none()),
+    }
+    for name in draw(st.lists(st.sampled_from(sorted(changes)), min_size=1, max_size=3, unique=True)):
+        apply, values = changes[name]
+        apply(draw(values))
+    return req
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_arbitrary_field_values_decode_like_the_python_path(base: list[pb.ScoreRequest], data: st.DataObject) -> None:
+    """Batches of simulated requests, some with fields set to arbitrary values: same violations or records."""
+    now = _now(base)
+    odd = data.draw(st.lists(_arbitrary_requests(base, now // US), min_size=1, max_size=3))
+    batch = [*base[:2], *odd]
+    _check(pb.ScoreBatchRequest(requests=batch).SerializeToString(), now)
