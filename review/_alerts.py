@@ -446,7 +446,23 @@ _INSERT = (
 _AMOUNT = FEATURE_INDEX["amount_cny"]
 
 
-def _reasons(item: _NewAlerts, i: int) -> list[dict[str, Any]]:
+def _wants_model_reasons(item: _NewAlerts, i: int) -> bool:
+    return item.snapshot.model is not None and bool(item.used_model[i]) and float(
+        item.model_points[i]) >= _MIN_MODEL_POINTS
+
+
+def _model_explanations(item: _NewAlerts) -> dict[int, list[tuple[str, float]]]:
+    """Model explanations of the item's rows that show model reasons, from one tree walk (row -> explain())."""
+    model = item.snapshot.model
+    rows = [i for i in range(len(item.ids)) if _wants_model_reasons(item, i)]
+    if model is None or not rows:
+        return {}
+    return dict(zip(rows, model.explain_rows(item.features[rows]), strict=True))
+
+
+def _reasons(
+    item: _NewAlerts, i: int, explained: dict[int, list[tuple[str, float]]] | None = None
+) -> list[dict[str, Any]]:
     snap = item.snapshot
     rules = snap.rules
     x = item.features[i]
@@ -461,8 +477,8 @@ def _reasons(item: _NewAlerts, i: int) -> list[dict[str, Any]]:
             "message_en": rules.reason(j, x, "en"),
         })
     model_points = float(item.model_points[i])
-    if snap.model is not None and item.used_model[i] and model_points >= _MIN_MODEL_POINTS:
-        contributions = snap.model.explain(x)
+    if snap.model is not None and _wants_model_reasons(item, i):
+        contributions = explained[i] if explained is not None and i in explained else snap.model.explain(x)
         total = sum(c for _, c in contributions)
         for name, c in contributions:
             share = model_points * (c / total) if total > 0 else model_points / max(len(contributions), 1)
@@ -478,11 +494,16 @@ def _reasons(item: _NewAlerts, i: int) -> list[dict[str, Any]]:
 def _alert_rows(item: _NewAlerts) -> Iterator[tuple[Any, ...]]:
     rules = item.snapshot.rules
     rule_ids = [rule.id for rule in rules.rules]
+    try:
+        explained = _model_explanations(item)
+    except Exception as exc:  # as below: fall back to one explanation per row
+        log.error("alert_explanations_failed", rows=len(item.ids), error=str(exc))
+        explained = {}
     for i, txn_id in enumerate(item.ids):
         rec = item.txns[i]
         hit_cols = np.flatnonzero(item.hits[i]).tolist()
         try:
-            reasons = _reasons(item, i)
+            reasons = _reasons(item, i, explained)
         except Exception as exc:  # a reason template or explanation failing must not lose the alert
             log.error("alert_reasons_failed", transaction_id=txn_id, error=str(exc))
             reasons = []

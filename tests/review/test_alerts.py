@@ -209,3 +209,39 @@ def test_record_is_cheap_when_nothing_alerts(pipeline: ScoringPipeline, db: Path
     sink.record([f"q{i}" for i in range(50)], batch, decisions)
     assert sink.stats().submitted_rows == 0
     sink.close()
+
+
+def test_model_reasons_of_a_batch_equal_one_explanation_per_alert(tmp_path: Path) -> None:
+    """Alert rows built with one tree walk per batch hold exactly the model reasons of explain() row by row."""
+    import review._alerts as alerts_module
+    from features import FeatureConfig, FeatureEngine
+    from loadtest import frame_to_requests, simulated_transactions
+    from models import ModelRunner, default_model_dir
+    from rules_engine import RuleSet
+    from server import ActionPolicy, Settings, Snapshot
+    from server._requests import encode_requests
+
+    settings = Settings()
+    config = FeatureConfig()
+    snapshot = Snapshot(RuleSet.load(settings.rules_path), ModelRunner.load(default_model_dir()))
+    pipeline = ScoringPipeline(engine=FeatureEngine.open(config), snapshot=snapshot,
+                               policy=ActionPolicy.load(settings.policy_path))
+    requests = frame_to_requests(simulated_transactions(4000, seed=3, fraud_scale=5.0).head(4000))
+    records = encode_requests(requests, config)
+    sink = AlertSink(tmp_path / "alerts.sqlite3")
+    items: list[object] = []
+    sink._writer.submit = lambda item, rows: items.append(item) or True  # type: ignore[method-assign]
+    ids = [r.transaction.transaction_id for r in requests]
+    decisions = pipeline.run(records, txn_ids=ids)
+    sink.record(ids, records, decisions, account_ids=ids, counterparty_ids=ids)
+    assert items
+    batched = [row for item in items for row in alerts_module._alert_rows(item)]  # type: ignore[arg-type]
+    one_by_one = alerts_module._model_explanations
+    try:
+        alerts_module._model_explanations = lambda item: {}  # type: ignore[assignment]
+        single = [row for item in items for row in alerts_module._alert_rows(item)]  # type: ignore[arg-type]
+    finally:
+        alerts_module._model_explanations = one_by_one
+    assert batched == single
+    assert sum('"source": "model"' in row[15] for row in batched) >= 5  # model reasons were compared
+    sink.close()
