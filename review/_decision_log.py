@@ -179,13 +179,17 @@ def _capture(txn_ids: Sequence[str], txns: np.ndarray, decisions: Decisions, cac
     )
 
 
+def _names(names: np.ndarray, codes: np.ndarray) -> pa.Array:
+    """``names[codes]`` as an Arrow string array, gathered in Arrow (no Python string per row)."""
+    return pa.array(names.tolist(), type=pa.string()).take(pa.array(codes, type=pa.int64()))
+
+
 def _hit_lists(hits: np.ndarray, mask: np.ndarray, rule_ids: np.ndarray) -> pa.Array:
     n = hits.shape[0]
     rows, cols = np.nonzero(hits.astype(bool) & mask[np.newaxis, :])
     offsets = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
-    values = pa.array(rule_ids[cols].tolist(), type=pa.string())
-    return pa.ListArray.from_arrays(pa.array(offsets), values)
+    return pa.ListArray.from_arrays(pa.array(offsets), _names(rule_ids, cols))
 
 
 def _repeat(values: list[str], counts: list[int]) -> pa.Array:
@@ -248,11 +252,11 @@ def _decision_batch(items: list[_Scored]) -> pa.RecordBatch:
         key_hex(txns["counterparty_key"]),
         pa.array(txns["amount_minor"], type=pa.int64()),
         pa.array(txns["amount_fen"], type=pa.int64()),
-        pa.array(_TYPE_NAMES[types].tolist(), type=pa.string()),
-        pa.array(_CHANNEL_NAMES[channels].tolist(), type=pa.string()),
+        _names(_TYPE_NAMES, types),
+        _names(_CHANNEL_NAMES, channels),
         pa.array(txns["apply"] == 0, type=pa.bool_()),
         pa.array(risk, type=pa.int32()),
-        pa.array(_ACTION_NAMES[action_codes].tolist(), type=pa.string()),
+        _names(_ACTION_NAMES, action_codes),
         pa.array(probability, type=pa.float64(), mask=~used_model),
         challenger,
         _hit_lists(hits, first.active, first.rule_ids),
