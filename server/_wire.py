@@ -94,6 +94,30 @@ def _as_int32(value: np.uint64) -> _Int:
     return low - (1 << 32) if low >= (1 << 31) else low
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _tag(buf: np.ndarray, pos: _Int, end: _Int) -> tuple[_Int, _Int, _Int]:
+    """(field number, wire type, position after the tag); position -1 when malformed."""
+    tag, pos = _varint(buf, pos, end)
+    return np.int64(tag >> np.uint64(3)), np.int64(tag & np.uint64(7)), pos
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _length(buf: np.ndarray, pos: _Int, end: _Int) -> tuple[_Int, _Int]:
+    """(start, stop) of the length-delimited value at ``pos``; stop -1 when it runs past ``end``."""
+    size, pos = _varint(buf, pos, end)
+    if pos < 0 or np.int64(size) > end - pos:
+        return pos, -1
+    return pos, pos + np.int64(size)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _scalar(buf: np.ndarray, pos: _Int, end: _Int, wire_type: _Int) -> tuple[np.uint64, _Int]:
+    """(value, position after it) of a varint field; position -1 when malformed or of another wire type."""
+    if wire_type != 0:
+        return np.uint64(0), -1
+    return _varint(buf, pos, end)
+
+
 @numba.njit(cache=True, nogil=True)
 def _skip(buf: np.ndarray, pos: _Int, end: _Int, wire_type: _Int) -> _Int:
     """Position after an unknown field's value; -1 when malformed or a group (left to protobuf)."""
@@ -105,10 +129,7 @@ def _skip(buf: np.ndarray, pos: _Int, end: _Int, wire_type: _Int) -> _Int:
     if wire_type == 5:
         return pos + 4 if pos + 4 <= end else -1
     if wire_type == 2:
-        size, pos = _varint(buf, pos, end)
-        if pos < 0 or np.int64(size) > end - pos:
-            return -1
-        return pos + np.int64(size)
+        return _length(buf, pos, end)[1]
     return -1
 
 
@@ -117,63 +138,45 @@ def _timestamp(buf: np.ndarray, pos: _Int, end: _Int, f: np.ndarray, slot: _Int)
     if f[slot]:
         return False  # sent twice: protobuf merges the two, which is the Python path's business
     f[slot] = 1
-    while pos < end:
-        tag, pos = _varint(buf, pos, end)
+    while pos >= 0 and pos < end:
+        number, wire_type, pos = _tag(buf, pos, end)
         if pos < 0:
             return False
-        number = np.int64(tag >> np.uint64(3))
-        wire_type = np.int64(tag & np.uint64(7))
-        if (number == 1 or number == 2) and wire_type == 0:
-            value, pos = _varint(buf, pos, end)
-            if pos < 0:
-                return False
+        if number == 1 or number == 2:
+            value, pos = _scalar(buf, pos, end, wire_type)
             if number == 1:
                 f[slot + 1] = np.int64(value)
             else:
                 f[slot + 2] = _as_int32(value)
-        elif number == 1 or number == 2:
-            return False
         else:
             pos = _skip(buf, pos, end, wire_type)
-            if pos < 0:
-                return False
     return pos == end
 
 
 @numba.njit(cache=True, nogil=True)
 def _fields(buf: np.ndarray, pos: _Int, end: _Int, table: np.ndarray, f: np.ndarray) -> bool:
     """Read one message's known scalar, string and timestamp fields into their slots; False: leave it to Python."""
-    while pos < end:
-        tag, pos = _varint(buf, pos, end)
+    while pos >= 0 and pos < end:
+        number, wire_type, pos = _tag(buf, pos, end)
         if pos < 0:
             return False
-        number = np.int64(tag >> np.uint64(3))
-        wire_type = np.int64(tag & np.uint64(7))
         kind = table[number, 0] if number < table.shape[0] else 0
         slot = table[number, 1] if kind else 0
         if kind == 0:
             pos = _skip(buf, pos, end, wire_type)
-            if pos < 0:
-                return False
         elif kind in (_STR, _TS):
             if wire_type != 2:
                 return False
-            size, pos = _varint(buf, pos, end)
-            if pos < 0 or np.int64(size) > end - pos:
-                return False
-            stop = pos + np.int64(size)
-            if kind == _STR:
-                f[slot] = pos
-                f[slot + 1] = stop
-            elif not _timestamp(buf, pos, stop, f, slot):
-                return False
-            pos = stop
-        else:
-            if wire_type != 0:
-                return False
-            value, pos = _varint(buf, pos, end)
+            start, pos = _length(buf, pos, end)
             if pos < 0:
                 return False
+            if kind == _STR:
+                f[slot] = start
+                f[slot + 1] = pos
+            elif not _timestamp(buf, start, pos, f, slot):
+                return False
+        else:
+            value, pos = _scalar(buf, pos, end, wire_type)
             if kind == _I64:
                 f[slot] = np.int64(value)
             elif kind == _I32:
@@ -186,41 +189,31 @@ def _fields(buf: np.ndarray, pos: _Int, end: _Int, table: np.ndarray, f: np.ndar
 @numba.njit(cache=True, nogil=True)
 def _request(buf: np.ndarray, pos: _Int, end: _Int, f: np.ndarray) -> bool:
     """Read one ScoreRequest into ``f`` (reset beforehand); False: leave it to the Python path."""
-    while pos < end:
-        tag, pos = _varint(buf, pos, end)
+    while pos >= 0 and pos < end:
+        number, wire_type, pos = _tag(buf, pos, end)
         if pos < 0:
             return False
-        number = np.int64(tag >> np.uint64(3))
-        wire_type = np.int64(tag & np.uint64(7))
         if number == 1 or number == 2 or number == 3:  # transaction, customer, locale
             if wire_type != 2:
                 return False
-            size, pos = _varint(buf, pos, end)
-            if pos < 0 or np.int64(size) > end - pos:
+            start, pos = _length(buf, pos, end)
+            if pos < 0:
                 return False
-            stop = pos + np.int64(size)
             if number == 3:
-                f[_R_LOCALE] = pos
-                f[_R_LOCALE + 1] = stop
+                f[_R_LOCALE] = start
+                f[_R_LOCALE + 1] = pos
             else:
                 presence = _R_TXN if number == 1 else _R_CUSTOMER
                 if f[presence]:
                     return False  # sent twice: merged by protobuf
                 f[presence] = 1
-                if not _fields(buf, pos, stop, _TRANSACTION if number == 1 else _CUSTOMER, f):
+                if not _fields(buf, start, pos, _TRANSACTION if number == 1 else _CUSTOMER, f):
                     return False
-            pos = stop
         elif number == 5:  # dry_run (explain, field 4, does not change the record)
-            if wire_type != 0:
-                return False
-            value, pos = _varint(buf, pos, end)
-            if pos < 0:
-                return False
+            value, pos = _scalar(buf, pos, end, wire_type)
             f[_R_DRY_RUN] = 1 if value != 0 else 0
         else:
             pos = _skip(buf, pos, end, wire_type)
-            if pos < 0:
-                return False
     return pos == end
 
 
@@ -339,27 +332,22 @@ def _decode(
     pos: _Int = 0
     end = buf.shape[0]
     while pos < end:
-        tag, pos = _varint(buf, pos, end)
+        number, wire_type, pos = _tag(buf, pos, end)
         if pos < 0:
             return -1
-        wire_type = np.int64(tag & np.uint64(7))
-        if np.int64(tag >> np.uint64(3)) != 1 or wire_type != 2:
+        if number != 1 or wire_type != 2:
             pos = _skip(buf, pos, end, wire_type)
             if pos < 0:
                 return -1
             continue
-        size, pos = _varint(buf, pos, end)
-        if pos < 0 or np.int64(size) > end - pos:
-            return -1
-        stop = pos + np.int64(size)
-        if n >= out.shape[0]:
+        start, pos = _length(buf, pos, end)
+        if pos < 0 or n >= out.shape[0]:
             return -1
         f[:] = 0
-        ok = _request(buf, pos, stop, f) and _row(buf, f, out, n, now_us, max_skew, home0, home1, locales,
-                                                  locale_sizes, codes, ratios, enums)
+        ok = _request(buf, start, pos, f) and _row(buf, f, out, n, now_us, max_skew, home0, home1, locales,
+                                                   locale_sizes, codes, ratios, enums)
         status[n] = OK if ok else PYTHON
         n += 1
-        pos = stop
     return n
 
 
