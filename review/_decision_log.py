@@ -478,6 +478,11 @@ class DecisionLog:
             total -= size
 
 
+# Parquet dictionary-encodes these (few distinct values: names, versions, keys of repeat payers); feature and
+# money columns are nearly all distinct, and trying a dictionary on them cost 20% more time and 10% more bytes.
+_DICTIONARY_COLUMNS = [f.name for f in DECISION_SCHEMA if pa.types.is_string(f.type) or pa.types.is_list(f.type)]
+
+
 def _convert(active: Path, compression: str) -> int:
     """Seal an active stream segment into a Parquet part (written aside, fsynced, renamed); returns its rows."""
     m = _ACTIVE.match(active.name)
@@ -487,7 +492,8 @@ def _convert(active: Path, compression: str) -> int:
     if rows:
         final = active.with_name(f"decisions-{m.group(1)}-{m.group(2)}-{m.group(3)}.parquet")
         tmp = active.with_name(f".{final.name}.tmp")
-        pq.write_table(pa.Table.from_batches(batches, schema=DECISION_SCHEMA), tmp, compression=compression)
+        pq.write_table(pa.Table.from_batches(batches, schema=DECISION_SCHEMA), tmp, compression=compression,
+                       use_dictionary=_DICTIONARY_COLUMNS)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
