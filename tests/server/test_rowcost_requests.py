@@ -6,7 +6,7 @@ turn."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -222,34 +222,45 @@ def _mutations(now: int) -> list[tuple[str, Mutation]]:
     return out
 
 
-def test_each_field_invalid_in_turn_gives_the_same_violations(traffic: list[pb.ScoreRequest]) -> None:
-    """Every single-field mutation of several requests: same violations (or same record) as the reference."""
-    now = _now(traffic)
-    validator = RequestValidator(CONFIG, max_skew_days=SKEW_DAYS)
-    invalid = 0
+def _mutated_requests(traffic: list[pb.ScoreRequest], now: int) -> Iterator[tuple[str, pb.ScoreRequest]]:
+    """(mutation name, request) for every mutation applied to a copy of each of four varied simulated requests."""
     for name, mutate in _mutations(now):
         for base in (traffic[0], traffic[7], traffic[13], traffic[100]):
             req = pb.ScoreRequest()
             req.CopyFrom(base)
             mutate(req)
-            want = validator.score_request(req, now)
-            violations, records = validator.check_and_encode([req], now, indexed=False)
-            assert violations == want, name
-            _, rejected = validator._scan([req], now)
-            assert rejected == ([0] if want else []), f"{name}: the one-pass check and score_request disagree"
-            row_violations, row = validator.check_and_encode_row(req, now)
-            assert row_violations == want, name
-            wire_violations, wire_records = _wire(validator, [req], now)
-            assert wire_violations == validator.score_request(req, now, prefix="requests[0]."), name
-            if want:
-                invalid += 1
-                assert records is None and row is None
-            else:
-                assert records is not None and row is not None, name
-                _assert_same_records(records, encode_requests([req], CONFIG))
-                _assert_same_records(np.array([row], dtype=TXN_DTYPE), records)
-                assert wire_records is not None, name
-                _assert_same_records(wire_records, records)
+            yield name, req
+
+
+def _decoder() -> WireDecoder:
+    return WireDecoder(CONFIG, max_skew_us=SKEW_DAYS * DAY_US, locales=tuple(_LOCALES), types=_TYPES,
+                       channels=_CHANNELS, risk_levels=_RISK_LEVELS)
+
+
+def test_each_field_invalid_in_turn_gives_the_same_violations(traffic: list[pb.ScoreRequest]) -> None:
+    """Every single-field mutation of several requests: same violations (or same record) as the reference."""
+    now = _now(traffic)
+    validator = RequestValidator(CONFIG, max_skew_days=SKEW_DAYS)
+    invalid = 0
+    for name, req in _mutated_requests(traffic, now):
+        want = validator.score_request(req, now)
+        violations, records = validator.check_and_encode([req], now, indexed=False)
+        assert violations == want, name
+        _, rejected = validator._scan([req], now)
+        assert rejected == ([0] if want else []), f"{name}: the one-pass check and score_request disagree"
+        row_violations, row = validator.check_and_encode_row(req, now)
+        assert row_violations == want, name
+        wire_violations, wire_records = _wire(validator, [req], now)
+        assert wire_violations == validator.score_request(req, now, prefix="requests[0]."), name
+        if want:
+            invalid += 1
+            assert records is None and row is None
+        else:
+            assert records is not None and row is not None, name
+            _assert_same_records(records, encode_requests([req], CONFIG))
+            _assert_same_records(np.array([row], dtype=TXN_DTYPE), records)
+            assert wire_records is not None, name
+            _assert_same_records(wire_records, records)
     assert invalid >= 250  # the mutations do reject requests (guards against a harness that changes nothing)
 
 
@@ -297,8 +308,7 @@ def test_the_compiled_decoder_decides_simulated_traffic_itself(traffic: list[pb.
     """Every simulated request is accepted by the compiled decoder itself (none left to the Python path)."""
     now = _now(traffic)
     wire = pb.ScoreBatchRequest(requests=traffic).SerializeToString()
-    decoded = WireDecoder(CONFIG, max_skew_us=SKEW_DAYS * DAY_US, locales=tuple(_LOCALES), types=_TYPES,
-                          channels=_CHANNELS, risk_levels=_RISK_LEVELS).decode(wire, len(traffic), now)
+    decoded = _decoder().decode(wire, len(traffic), now)
     assert decoded is not None
     records, status = decoded
     assert np.count_nonzero(status) == 0
@@ -309,24 +319,19 @@ def test_the_compiled_decoder_accepts_exactly_what_python_accepts(traffic: list[
     """Each mutation: the decoder accepts a request itself only when it is valid, with the reference record, and
     leaves a valid one to Python only when its text is not ASCII."""
     now = _now(traffic)
-    decoder = WireDecoder(CONFIG, max_skew_us=SKEW_DAYS * DAY_US, locales=tuple(_LOCALES), types=_TYPES,
-                          channels=_CHANNELS, risk_levels=_RISK_LEVELS)
+    decoder = _decoder()
     validator = RequestValidator(CONFIG, max_skew_days=SKEW_DAYS)
     native = 0
-    for name, mutate in _mutations(now):
-        for base in (traffic[0], traffic[7], traffic[13], traffic[100]):
-            req = pb.ScoreRequest()
-            req.CopyFrom(base)
-            mutate(req)
-            valid = not validator.score_request(req, now)
-            decoded = decoder.decode(pb.ScoreBatchRequest(requests=[req]).SerializeToString(), 1, now)
-            assert decoded is not None
-            records, status = decoded
-            if status[0] == OK:
-                assert valid, f"{name}: accepted by the decoder, rejected by score_request"
-                _assert_same_records(records, encode_requests([req], CONFIG))
-                native += 1
-            else:
-                assert status[0] == PYTHON
-                assert not valid or name.endswith(" unicode"), f"{name}: valid ASCII request left to Python"
+    for name, req in _mutated_requests(traffic, now):
+        valid = not validator.score_request(req, now)
+        decoded = decoder.decode(pb.ScoreBatchRequest(requests=[req]).SerializeToString(), 1, now)
+        assert decoded is not None
+        records, status = decoded
+        if status[0] == OK:
+            assert valid, f"{name}: accepted by the decoder, rejected by score_request"
+            _assert_same_records(records, encode_requests([req], CONFIG))
+            native += 1
+        else:
+            assert status[0] == PYTHON
+            assert not valid or name.endswith(" unicode"), f"{name}: valid ASCII request left to Python"
     assert native >= 100  # boundary values and valid variants (guards against a harness that decides nothing)
