@@ -173,9 +173,11 @@ class OutpostApp:
         self.service.close()
         self.metrics.close()
         stats = self.service.batcher.stats if self.service.batcher is not None else None
+        commit = self.service.commit
         log.info("stopped", **({} if stats is None else {"batches": stats.batches, "batched_rows": stats.rows,
                                                           "batch_waits": stats.waits, "idle_waits": stats.idle_waits,
-                                                          "early_ends": stats.early_ends}))
+                                                          "early_ends": stats.early_ends}),
+                 **({} if commit is None else {"state_syncs": commit.syncs, "inline_syncs": commit.inline_syncs}))
 
 
 async def create_server(settings: Settings) -> tuple[grpc.aio.Server, int]:

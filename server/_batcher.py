@@ -218,12 +218,18 @@ class MicroBatcher:
                 transaction_ids=ids,
             )
         except Exception as exc:
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_exception(exc)
+            self._fail(batch, exc)
             return
         self.stats.batches += 1
         self.stats.rows += len(batch)
+        try:
+            settled = self._commit.settle(seq, len(batch))
+        except Exception as exc:
+            self._fail(batch, exc)
+            return
+        if settled:
+            self._answer(batch, responses)
+            return
         # Keep a reference: the loop only holds tasks weakly.
         task = asyncio.get_running_loop().create_task(self._ack(batch, responses, seq))
         self._acks.add(task)
@@ -231,12 +237,20 @@ class MicroBatcher:
 
     async def _ack(self, batch: list[_Pending], responses: list[pb.ScoreResponse], seq: int) -> None:
         try:
-            await self._commit.wait(seq)
+            await self._commit.wait(seq, len(batch))
         except Exception as exc:
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_exception(exc)
+            self._fail(batch, exc)
             return
+        self._answer(batch, responses)
+
+    @staticmethod
+    def _fail(batch: list[_Pending], exc: Exception) -> None:
+        for p in batch:
+            if not p.future.done():
+                p.future.set_exception(exc)
+
+    @staticmethod
+    def _answer(batch: list[_Pending], responses: list[pb.ScoreResponse]) -> None:
         now = time.perf_counter_ns()
         for p, response in zip(batch, responses, strict=True):
             response.latency_us = (now - p.started_ns) // 1000

@@ -146,6 +146,7 @@ class OutpostService:
             lambda fsync: engine.sync(fsync=fsync),
             settings.durability,
             observe=self.metrics.state_sync.observe if self.metrics is not None else None,
+            in_flight=lambda: self.in_flight,
         )
         self.batcher = MicroBatcher(
             pipeline,

@@ -18,8 +18,11 @@ BURST = 400
 
 @pytest.fixture(scope="module")
 def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    # Batches wait 50 ms for company, so a burst piles up inside the server: a lone call synced inline on the loop
+    # is answered before gRPC hands over the next one, and nothing would ever be shed.
     server = start_server(make_settings(tmp_path_factory.mktemp("shed"), max_in_flight=MAX_IN_FLIGHT,
-                                        durability="fsync", metrics_addr="127.0.0.1:0"))
+                                        durability="fsync", metrics_addr="127.0.0.1:0", batch_wait_us=50_000,
+                                        batch_busy_share=0.0, batch_idle_share=0.0))
     yield server
     server.stop()
 
