@@ -4,8 +4,9 @@
 ``stable_key_bytes`` computes the same key inside compiled code, so native decoders can key identifiers without
 building Python strings. Tests hold the two equal on every length up to several blocks.
 
-Numba keys a caller's cached machine code on the caller's own source file only: after a change here, delete
-the numba cache files (``__pycache__/*.nbi``, ``*.nbc``) of the modules that call it.
+Numba keys a caller's cached machine code on the caller's own source file only, so a module whose kernels call
+this one records its digest in ``COMPILED_IN`` (server/_wire.py); tests/test_compiled_in.py fails when the
+digest is stale, and updating it changes the caller's file, which invalidates its cache.
 """
 
 from __future__ import annotations

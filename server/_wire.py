@@ -27,6 +27,15 @@ from features import NO_BALANCE, NO_TIME, TXN_DTYPE, FeatureConfig, stable_key_b
 
 __all__ = ["OK", "PYTHON", "WireDecoder", "warm"]
 
+# Numba keys the cache of these kernels on this file's own timestamp and size, yet they compile in code and
+# constants from the files below (stable_key_bytes, NO_TIME, NO_BALANCE). So a change there must change this
+# file too, or a warm cache would keep running the old code: tests/test_compiled_in.py fails until these
+# digests (sha256, first 16 hex digits) are updated, and updating them invalidates the cache.
+COMPILED_IN = {
+    "features/_keys.py": "e14ce6da81acae84",
+    "features/_schema.py": "12c9ea8b38a868a3",
+}
+
 OK = 0
 PYTHON = 1
 
