@@ -35,7 +35,7 @@ from models import ModelRunner, default_model_dir
 from rules_engine import RuleSet
 from server import ActionPolicy, Decisions, ScoringPipeline, Settings, Snapshot
 from server._requests import RequestValidator, encode_requests, normalise_locale
-from server._responses import build_response, build_responses
+from server._responses import BatchReply, build_response, build_responses
 
 SIZES = (1, 16, 100)
 TRAFFIC = 3000
@@ -138,6 +138,21 @@ def _new_replies(
     return call
 
 
+def _serialized_replies(
+    decisions: Decisions, batch: Sequence[pb.ScoreRequest], policy: ActionPolicy, native: bool
+) -> Callable[[], object]:
+    def call() -> object:
+        ids = [r.transaction.transaction_id for r in batch]
+        if native:  # what ScoreBatch does: plain rows written in compiled code
+            return BatchReply(decisions, batch, policy=policy, degraded_reason="", transaction_ids=ids).encode(1)
+        reply = pb.ScoreBatchResponse()
+        for response in build_responses(decisions, batch, policy=policy, transaction_ids=ids, into=reply.responses):
+            response.latency_us = 1
+        return reply.SerializeToString()
+
+    return call
+
+
 def _ratio(old: float, new: float) -> str:
     return f"{old / new:.1f}x" if new > 0 else "n/a"
 
@@ -192,6 +207,9 @@ def run(quick: bool = False) -> str:
         for make in (_old_replies, _new_replies):
             calls = [make(d, b, policy, False) for d, b in zip(plain_parts, plain_batches, strict=True)]
             figures.append(_median_us_per_row(calls, size))
+        for native in (False, True):
+            calls = [_serialized_replies(d, b, policy, native) for d, b in zip(parts, batches, strict=True)]
+            figures.append(_median_us_per_row(calls, size))
         rows_rep.append(figures)
 
     share = 100.0 * len(plain) / len(requests)
@@ -227,16 +245,18 @@ def run(quick: bool = False) -> str:
         "Old: `build_response` row by row. New: `build_responses` for the batch. 'ScoreBatch' adds putting the "
         "replies into the ScoreBatchResponse: old copies the finished list in (`ScoreBatchResponse(responses=...)`), "
         "new builds them in place (`into=reply.responses`). 'Plain ALLOW' batches hold only such rows (the fast "
-        "path).",
+        "path). 'Bytes': the whole ScoreBatch reply to wire bytes, latency set, with messages (in place, then "
+        "`SerializeToString`) against what ScoreBatch does (`BatchReply`: plain rows written in compiled code).",
         "",
         "| batch | old | new | old / new | ScoreBatch old | ScoreBatch new | old / new | plain ALLOW old "
-        "| plain ALLOW new | old / new |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| plain ALLOW new | old / new | bytes, messages | bytes, compiled | messages / compiled |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for n, old, new, b_old, b_new, p_old, p_new in rows_rep:
+    for n, old, new, b_old, b_new, p_old, p_new, s_msg, s_nat in rows_rep:
         lines.append(
             f"| {n:.0f} | {old:.2f} | {new:.2f} | {_ratio(old, new)} | {b_old:.2f} | {b_new:.2f} | "
-            f"{_ratio(b_old, b_new)} | {p_old:.2f} | {p_new:.2f} | {_ratio(p_old, p_new)} |"
+            f"{_ratio(b_old, b_new)} | {p_old:.2f} | {p_new:.2f} | {_ratio(p_old, p_new)} | {s_msg:.2f} | "
+            f"{s_nat:.2f} | {_ratio(s_msg, s_nat)} |"
         )
     lines.append("")
     return "\n".join(lines)

@@ -22,7 +22,7 @@ from server._errors import StartupError
 from server._interceptors import GatewayInterceptor
 from server._logging import configure_logging
 from server._metrics import Metrics
-from server._scoring import RiskScoringServicer
+from server._scoring import RiskScoringServicer, add_scoring_service
 from server._service import OutpostService
 from server._settings import Settings, load_settings
 from server._workers import WORKER_INDEX_ENV, supervise
@@ -58,7 +58,7 @@ class OutpostApp:
                 ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ],
         )
-        pb_grpc.add_RiskScoringServicer_to_server(RiskScoringServicer(self.service), self.server)
+        add_scoring_service(RiskScoringServicer(self.service), self.server)
         pb_grpc.add_RiskAdminServicer_to_server(RiskAdminServicer(self.service), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME, health.SERVICE_NAME), self.server)

@@ -17,9 +17,10 @@ from features import ENUMS, FEATURE_INDEX, FEATURE_NAMES
 from models import model_reason
 from server._pipeline import Decisions
 from server._policy import ALLOW, ActionPolicy
+from server._reply_wire import encode_reply
 from server._requests import normalise_locale
 
-__all__ = ["build_response", "build_responses"]
+__all__ = ["BatchReply", "build_response", "build_responses"]
 
 _TELLER = ENUMS["Channel"]["TELLER"]
 _CHANNEL = FEATURE_INDEX["channel"]
@@ -70,20 +71,7 @@ def build_responses(
     risk = decisions.risk.tolist()
     probability = decisions.probability.tolist()
     used_model = decisions.used_model.tolist()
-    # Active hits in one pass over the hit matrix (most batches of one have none: counting is the cheapest test).
-    # nonzero walks it row-major, so each row's rules come in column order, as build_response visits them.
-    hit_rules: dict[int, list[int]] = {}
-    hits = decisions.hits
-    if np.count_nonzero(hits):
-        active = rules.active.tolist()
-        hit_rows, hit_cols = hits.nonzero()
-        for r, j in zip(hit_rows.tolist(), hit_cols.tolist(), strict=True):
-            if not active[j]:
-                continue
-            if r in hit_rules:
-                hit_rules[r].append(j)
-            else:
-                hit_rules[r] = [j]
+    hit_rules = _active_hits(decisions)
     batch_reason = decisions.degraded_reason
     reasons: Sequence[str] = (
         [degraded_reason or batch_reason] * n
@@ -132,6 +120,96 @@ def build_responses(
     return out
 
 
+def _active_hits(decisions: Decisions) -> dict[int, list[int]]:
+    """Row -> its active rule hits (column indices in order), from one pass over the hit matrix."""
+    # Most batches of one have none: counting is the cheapest test. nonzero walks the matrix row-major, so each
+    # row's rules come in column order, as build_response visits them.
+    hit_rules: dict[int, list[int]] = {}
+    hits = decisions.hits
+    if np.count_nonzero(hits):
+        active = decisions.snapshot.rules.active.tolist()
+        hit_rows, hit_cols = hits.nonzero()
+        for r, j in zip(hit_rows.tolist(), hit_cols.tolist(), strict=True):
+            if not active[j]:
+                continue
+            if r in hit_rules:
+                hit_rules[r].append(j)
+            else:
+                hit_rules[r] = [j]
+    return hit_rules
+
+
+class BatchReply:
+    """A ScoreBatch reply: detailed rows built now (as ``build_responses`` builds them), the bytes once its
+    latency is known (``encode``).
+
+    From ``NATIVE_MIN_ROWS`` rows on, plain rows never become messages: ``server._reply_wire`` writes them. Below
+    that its fixed cost (about 20 µs a call) outweighs the saving, and every row is a message.
+    """
+
+    NATIVE_MIN_ROWS = 32
+
+    def __init__(
+        self,
+        decisions: Decisions,
+        requests: Sequence[pb.ScoreRequest],
+        *,
+        policy: ActionPolicy,
+        degraded_reason: str,
+        transaction_ids: Sequence[str],
+    ) -> None:
+        n = len(requests)
+        if len(decisions.actions) != n or len(transaction_ids) != n:
+            raise ValueError(
+                f"BatchReply: {n} requests, {len(decisions.actions)} decided rows and {len(transaction_ids)} "
+                "transaction ids; pass row-aligned inputs"
+            )
+        self._decisions = decisions
+        self._reason = degraded_reason or decisions.degraded_reason
+        self._ids = transaction_ids
+        self._message: pb.ScoreBatchResponse | None = None
+        self._detailed: list[pb.ScoreResponse] = []
+        if n < self.NATIVE_MIN_ROWS:
+            self._message = pb.ScoreBatchResponse()
+            self._detailed = build_responses(decisions, requests, policy=policy, degraded_reason=degraded_reason,
+                                             transaction_ids=transaction_ids, into=self._message.responses)
+            return
+        hit_rules = _active_hits(decisions)
+        explain = np.fromiter((r.explain for r in requests), dtype=bool, count=n)
+        detailed = (decisions.actions > ALLOW) | explain
+        if hit_rules:
+            detailed[list(hit_rules)] = True
+        self._plain = ~detailed
+        explained = _model_explanations(decisions, requests, hit_rules, explain)
+        for i in np.flatnonzero(detailed).tolist():
+            response = pb.ScoreResponse()
+            req = requests[i]
+            _detailed(response, i, transaction_ids[i], decisions, hit_rules.get(i, []), normalise_locale(req.locale),
+                      req.explain, policy, self._reason, explained.get(i))
+            self._detailed.append(response)
+
+    def encode(self, latency_us: int) -> bytes:
+        """The ScoreBatchResponse's wire bytes, every row with ``latency_us``."""
+        for response in self._detailed:
+            response.latency_us = latency_us
+        if self._message is not None:
+            return self._message.SerializeToString(deterministic=True)
+        d = self._decisions
+        return encode_reply(
+            self._plain,
+            [t.encode("utf-8") for t in self._ids],
+            d.risk,
+            d.actions,
+            d.probability,
+            d.used_model,
+            ruleset_version=d.snapshot.rules.version,
+            model_version=d.snapshot.model_version,
+            degraded_reason=self._reason,
+            latency_us=latency_us,
+            serialized=[r.SerializeToString(deterministic=True) for r in self._detailed],
+        )
+
+
 def _wants_model_reasons(decisions: Decisions, row: int, action: int, explain: bool, model_points: float) -> bool:
     # Model reasons cost a tree walk: they are worked out where someone reads them (an action above ALLOW, or an
     # explicit explain), not for the bulk of allowed payments.
@@ -144,14 +222,22 @@ def _wants_model_reasons(decisions: Decisions, row: int, action: int, explain: b
 
 
 def _model_explanations(
-    decisions: Decisions, requests: Sequence[pb.ScoreRequest], hit_rules: dict[int, list[int]]
+    decisions: Decisions,
+    requests: Sequence[pb.ScoreRequest],
+    hit_rules: dict[int, list[int]],
+    explain: np.ndarray | None = None,
 ) -> dict[int, list[tuple[str, float]]]:
-    """Model reasons of every row that shows them, from one tree walk over those rows (row -> explain())."""
+    """Model reasons of every row that shows them, from one tree walk over those rows (row -> explain()).
+
+    ``explain`` is the requests' explain flags if the caller has them already.
+    """
     model = decisions.snapshot.model
     if model is None:
         return {}
     actions = decisions.actions
-    candidates = np.flatnonzero((actions > ALLOW) | np.fromiter((r.explain for r in requests), bool, len(requests)))
+    if explain is None:
+        explain = np.fromiter((r.explain for r in requests), bool, len(requests))
+    candidates = np.flatnonzero((actions > ALLOW) | explain)
     rows = [
         i for i in candidates.tolist()
         if _wants_model_reasons(decisions, i, int(actions[i]), requests[i].explain, float(decisions.model_points[i]))

@@ -23,6 +23,7 @@ from server._errors import StartupError
 from server._metrics import Metrics
 from server._pipeline import Decisions, ScoringPipeline, Snapshot
 from server._policy import ActionPolicy
+from server._reply_wire import warm as warm_reply_encoder
 from server._settings import Settings
 from server._wire import warm as warm_wire_decoder
 
@@ -228,3 +229,4 @@ def _warm(pipeline: ScoringPipeline) -> None:
         batch["apply"] = 0
         pipeline.run(batch)
     warm_wire_decoder()
+    warm_reply_encoder()

@@ -20,7 +20,7 @@ from rules_engine import RuleSet
 from server import ActionPolicy, Decisions, ScoringPipeline, Settings, Snapshot
 from server._policy import ALLOW
 from server._requests import encode_requests, normalise_locale
-from server._responses import build_response, build_responses
+from server._responses import BatchReply, build_response, build_responses
 
 _TELLER = ENUMS["Channel"]["TELLER"]
 _CHANNEL = FEATURE_INDEX["channel"]
@@ -268,3 +268,64 @@ def test_misaligned_inputs_are_refused(scored: tuple[Decisions, list[pb.ScoreReq
         build_responses(decisions, requests, policy=policy, degraded_reason=["x"])
     with pytest.raises(ValueError, match="row-aligned"):
         build_responses(decisions, requests, policy=policy, transaction_ids=["a"])
+
+
+def _reference_reply(decisions: Decisions, requests: Sequence[pb.ScoreRequest], policy: ActionPolicy, ids: list[str],
+                     reason: str, latency_us: int) -> bytes:
+    reply = pb.ScoreBatchResponse()
+    build_responses(decisions, requests, policy=policy, degraded_reason=reason, transaction_ids=ids,
+                    into=reply.responses)
+    for response in reply.responses:
+        response.latency_us = latency_us
+    return reply.SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2])
+def test_native_batch_reply_equals_the_serialized_messages(
+    scored: tuple[Decisions, list[pb.ScoreRequest], ActionPolicy], seed: int | None
+) -> None:
+    """BatchReply's bytes equal the ScoreBatchResponse build_responses makes, serialized: every row, every field."""
+    decisions, requests, policy = scored
+    if seed is not None:
+        decisions = _perturbed(decisions, seed)
+    if seed == 2:
+        decisions = dataclasses.replace(decisions, degraded_reason="state_unavailable")
+    ids = [r.transaction.transaction_id for r in requests]
+    ids[::7] = [f"交易-{i}" for i in range(len(ids[::7]))]  # multi-byte UTF-8 ids
+    for reason, latency in (("", 0), ("deadline", 1234), ("", 2**40)):
+        want = _reference_reply(decisions, requests, policy, ids, reason, latency)
+        got = BatchReply(decisions, requests, policy=policy, degraded_reason=reason, transaction_ids=ids)
+        assert got.encode(latency) == want, (seed, reason, latency)
+        assert len(pb.ScoreBatchResponse.FromString(want).responses) == len(requests)
+
+
+def test_native_batch_reply_of_every_size(scored: tuple[Decisions, list[pb.ScoreRequest], ActionPolicy]) -> None:
+    """Replies of 1 to 100 rows, as messages and natively (from 32 rows), equal the serialized messages."""
+    decisions, requests, policy = scored
+    decisions = _perturbed(decisions, 5)
+    for size in (1, 2, 16, BatchReply.NATIVE_MIN_ROWS - 1, BatchReply.NATIVE_MIN_ROWS, 100):
+        for start in range(0, 1200, 131):
+            rows = slice(start, start + size)
+            part = dataclasses.replace(
+                decisions,
+                features=decisions.features[rows], hits=decisions.hits[rows], probability=decisions.probability[rows],
+                risk=decisions.risk[rows], rule_points=decisions.rule_points[rows],
+                model_points=decisions.model_points[rows], actions=decisions.actions[rows],
+                used_model=decisions.used_model[rows],
+            )
+            ids = [r.transaction.transaction_id for r in requests[rows]]
+            want = _reference_reply(part, requests[rows], policy, ids, "", 77)
+            assert BatchReply(part, requests[rows], policy=policy, degraded_reason="", transaction_ids=ids).encode(
+                77) == want
+
+
+def test_native_batch_reply_refuses_misaligned_inputs(
+    scored: tuple[Decisions, list[pb.ScoreRequest], ActionPolicy],
+) -> None:
+    """Fewer requests or ids than decided rows is a ValueError naming the counts."""
+    decisions, requests, policy = scored
+    ids = [r.transaction.transaction_id for r in requests]
+    with pytest.raises(ValueError, match="row-aligned"):
+        BatchReply(decisions, requests[:-1], policy=policy, degraded_reason="", transaction_ids=ids[:-1])
+    with pytest.raises(ValueError, match="row-aligned"):
+        BatchReply(decisions, requests, policy=policy, degraded_reason="", transaction_ids=ids[:-1])
