@@ -100,6 +100,50 @@ def test_torn_tail_is_dropped(tmp_path: Path, config: FeatureConfig) -> None:
     assert np.array_equal(probe_features(recovered, work), probe_features(reference_engine(config, work.steps), work))
 
 
+def test_segments_are_preallocated_and_recovery_cuts_the_unused_tail(tmp_path: Path, config: FeatureConfig) -> None:
+    """A segment is reserved beyond its records (syncs change no file size); after an abrupt stop, recovery cuts
+    the unused zeroed tail and keeps every synced record."""
+    work = generate(config, seed=15, rows=200)
+    engine = FeatureEngine.open(config, data_dir=tmp_path)
+    feed(engine, work.steps)
+    engine.sync()
+    segment = sorted(tmp_path.glob("log-*.opl"))[-1]
+    data = segment.read_bytes()
+    used = len(data.rstrip(b"\0"))
+    assert len(data) >= 1 << 20 and 0 < used < len(data)
+    del engine  # abrupt stop
+    recovered = FeatureEngine.open(config, data_dir=tmp_path)
+    assert used <= segment.stat().st_size < len(data)
+    assert np.array_equal(probe_features(recovered, work), probe_features(reference_engine(config, work.steps), work))
+
+
+def test_unused_tail_of_an_earlier_segment_is_not_damage(tmp_path: Path) -> None:
+    """A segment before the last one that still has zeroed reserved space (its cut never reached the disk) is
+    read up to its records; a torn block there is still refused as damage."""
+    config = FeatureConfig(snapshot_every=0)
+    work = generate(config, seed=16, rows=400)
+    first, second = work.steps[:150], work.steps[150:]
+    engine = FeatureEngine.open(config, data_dir=tmp_path)
+    feed(engine, first)
+    engine.sync()
+    del engine  # abrupt stop (close() would snapshot and drop the segment)
+    earlier = sorted(tmp_path.glob("log-*.opl"))[-1]
+    engine = FeatureEngine.open(config, data_dir=tmp_path)
+    feed(engine, second)
+    engine.sync()
+    del engine  # abrupt stop: the last segment keeps its reserved tail too
+    assert len(sorted(tmp_path.glob("log-*.opl"))) == 2
+    with earlier.open("ab") as handle:
+        handle.write(bytes(4096))
+    recovered = FeatureEngine.open(config, data_dir=tmp_path)
+    assert np.array_equal(probe_features(recovered, work), probe_features(reference_engine(config, work.steps), work))
+    del recovered  # abrupt stop again: close() would snapshot and drop the earlier segments
+    with earlier.open("ab") as handle:
+        handle.write(b"OPL1\x05\x00\x00\x00garbage" + bytes(64))
+    with pytest.raises(RecoveryError, match="damaged"):
+        FeatureEngine.open(config, data_dir=tmp_path)
+
+
 def test_other_settings_are_refused(tmp_path: Path, config: FeatureConfig) -> None:
     """A data_dir written under one retention cannot be reopened under another (state would be wrong)."""
     FeatureEngine.open(config, data_dir=tmp_path).close()
