@@ -190,6 +190,25 @@ def _reference(
     ]
 
 
+def _rows(decisions: Decisions, rows: slice) -> Decisions:
+    """The decisions of a slice of the rows."""
+    return dataclasses.replace(
+        decisions,
+        features=decisions.features[rows], hits=decisions.hits[rows], probability=decisions.probability[rows],
+        risk=decisions.risk[rows], rule_points=decisions.rule_points[rows], model_points=decisions.model_points[rows],
+        actions=decisions.actions[rows], used_model=decisions.used_model[rows],
+    )
+
+
+def _seeded(decisions: Decisions, seed: int | None) -> Decisions:
+    """None: the pipeline's decisions; a seed: perturbed ones (and with seed 2 a batch-wide degraded reason)."""
+    if seed is not None:
+        decisions = _perturbed(decisions, seed)
+    if seed == 2:
+        decisions = dataclasses.replace(decisions, degraded_reason="state_unavailable")
+    return decisions
+
+
 def _bytes(responses: Sequence[pb.ScoreResponse]) -> list[bytes]:
     return [r.SerializeToString(deterministic=True) for r in responses]
 
@@ -213,12 +232,9 @@ def test_batch_builder_equals_the_reference_row_by_row(
 ) -> None:
     """build_responses (list and in-place) and build_response serialize exactly like the reference, every row."""
     decisions, requests, policy = scored
-    if seed is not None:
-        decisions = _perturbed(decisions, seed)
+    decisions = _seeded(decisions, seed)
     rng = random.Random(seed)
     per_row = [rng.choice(["", "", "", "deadline"]) for _ in requests]
-    if seed == 2:
-        decisions = dataclasses.replace(decisions, degraded_reason="state_unavailable")
     want = _reference(decisions, requests, policy, per_row)
     got = build_responses(decisions, requests, policy=policy, degraded_reason=per_row)
     assert _bytes(got) == want
@@ -247,13 +263,7 @@ def test_batches_of_every_size_and_one_reason_for_all(
     for size in (1, 2, 16, 100):
         for start in range(0, 1200, 97):
             rows = slice(start, start + size)
-            part = dataclasses.replace(
-                decisions,
-                features=decisions.features[rows], hits=decisions.hits[rows], probability=decisions.probability[rows],
-                risk=decisions.risk[rows], rule_points=decisions.rule_points[rows],
-                model_points=decisions.model_points[rows], actions=decisions.actions[rows],
-                used_model=decisions.used_model[rows],
-            )
+            part = _rows(decisions, rows)
             reason = "deadline" if start % 2 else ""
             want = _reference(part, requests[rows], policy, [reason] * size)
             assert _bytes(build_responses(part, requests[rows], policy=policy, degraded_reason=reason)) == want
@@ -286,10 +296,7 @@ def test_native_batch_reply_equals_the_serialized_messages(
 ) -> None:
     """BatchReply's bytes equal the ScoreBatchResponse build_responses makes, serialized: every row, every field."""
     decisions, requests, policy = scored
-    if seed is not None:
-        decisions = _perturbed(decisions, seed)
-    if seed == 2:
-        decisions = dataclasses.replace(decisions, degraded_reason="state_unavailable")
+    decisions = _seeded(decisions, seed)
     ids = [r.transaction.transaction_id for r in requests]
     ids[::7] = [f"交易-{i}" for i in range(len(ids[::7]))]  # multi-byte UTF-8 ids
     for reason, latency in (("", 0), ("deadline", 1234), ("", 2**40)):
@@ -306,13 +313,7 @@ def test_native_batch_reply_of_every_size(scored: tuple[Decisions, list[pb.Score
     for size in (1, 2, 16, BatchReply.NATIVE_MIN_ROWS - 1, BatchReply.NATIVE_MIN_ROWS, 100):
         for start in range(0, 1200, 131):
             rows = slice(start, start + size)
-            part = dataclasses.replace(
-                decisions,
-                features=decisions.features[rows], hits=decisions.hits[rows], probability=decisions.probability[rows],
-                risk=decisions.risk[rows], rule_points=decisions.rule_points[rows],
-                model_points=decisions.model_points[rows], actions=decisions.actions[rows],
-                used_model=decisions.used_model[rows],
-            )
+            part = _rows(decisions, rows)
             ids = [r.transaction.transaction_id for r in requests[rows]]
             want = _reference_reply(part, requests[rows], policy, ids, "", 77)
             assert BatchReply(part, requests[rows], policy=policy, degraded_reason="", transaction_ids=ids).encode(
