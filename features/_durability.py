@@ -222,8 +222,7 @@ class DurableLog:
         # A raw descriptor: nothing is buffered in the process, so an abrupt stop loses only what sync() never wrote.
         self._fd: int | None
         self._fd, self._used = _open_segment(data_dir / _segment_name(total))
-        self._allocated = self._used  # bytes of the segment that exist (written or preallocated)
-        self._preallocate = True  # False once the filesystem refused to preallocate
+        self._allocated = self._used  # bytes of the segment that exist (written or zero-filled)
         _fsync_dir(data_dir)
 
     @property
@@ -254,15 +253,25 @@ class DurableLog:
             if self._fd is None:
                 return 0
             durable = 0
+            done = 0  # items[:done] are written and synced
             pending: list[np.ndarray] = []
-            for item in items:
-                if isinstance(item, _SnapshotJob):
-                    durable += self._write_block(pending, fsync=True)
-                    pending = []
-                    self._write_snapshot(item)
-                else:
-                    pending.append(item)
-            durable += self._write_block(pending, fsync=fsync)
+            try:
+                for i, item in enumerate(items):
+                    if isinstance(item, _SnapshotJob):
+                        durable += self._write_block(pending, fsync=True)
+                        pending = []
+                        done = i
+                        self._write_snapshot(item)
+                        done = i + 1
+                    else:
+                        pending.append(item)
+                durable += self._write_block(pending, fsync=fsync)
+            except BaseException:
+                # Nobody waiting on these records is acknowledged, but the state in memory holds them: keep them
+                # queued, in order, so that the next sync writes them and the log still replays to that state.
+                with self._lock:
+                    self._buffer[:0] = items[done:]
+                raise
             return durable
 
     def _write_block(self, pending: list[np.ndarray], *, fsync: bool) -> int:
@@ -290,14 +299,10 @@ class DurableLog:
     def _reserve(self, end: int) -> None:
         """Zero-fill the segment to at least ``end`` bytes ahead of writing, ``_PREALLOCATE`` bytes at a time."""
         assert self._fd is not None
-        if end <= self._allocated or not self._preallocate:
+        if end <= self._allocated:
             return
         size = max(end, self._allocated + _PREALLOCATE)
-        try:
-            os.pwrite(self._fd, bytes(size - self._allocated), self._allocated)
-        except OSError:  # e.g. a full disk: writes extend the file as they go (and report the error themselves)
-            self._preallocate = False
-            return
+        os.pwrite(self._fd, bytes(size - self._allocated), self._allocated)  # a full disk raises, as a write would
         self._allocated = size
 
     def _write_snapshot(self, job: _SnapshotJob) -> None:

@@ -144,6 +144,29 @@ def test_unused_tail_of_an_earlier_segment_is_not_damage(tmp_path: Path) -> None
         FeatureEngine.open(config, data_dir=tmp_path)
 
 
+def test_a_failed_write_is_retried_by_the_next_sync(
+    tmp_path: Path, config: FeatureConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync whose write fails (a full disk) raises and keeps its records queued: the next sync writes them, so
+    the log still replays to the state in memory."""
+    work = generate(config, seed=17, rows=300)
+    engine = FeatureEngine.open(config, data_dir=tmp_path)
+    feed(engine, work.steps)
+    real_pwrite = os.pwrite
+
+    def full_disk(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        engine.sync()
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    assert engine.sync() > 0
+    del engine  # abrupt stop
+    recovered = FeatureEngine.open(config, data_dir=tmp_path)
+    assert np.array_equal(probe_features(recovered, work), probe_features(reference_engine(config, work.steps), work))
+
+
 def test_other_settings_are_refused(tmp_path: Path, config: FeatureConfig) -> None:
     """A data_dir written under one retention cannot be reopened under another (state would be wrong)."""
     FeatureEngine.open(config, data_dir=tmp_path).close()
