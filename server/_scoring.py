@@ -38,11 +38,6 @@ def _batch_call(data: bytes) -> BatchCall:
     return BatchCall(pb.ScoreBatchRequest.FromString(data), data)
 
 
-def _reply_bytes(reply: bytes | pb.ScoreBatchResponse) -> bytes:
-    # ScoreBatch answers with the reply's wire bytes (server._reply_wire); a message would be serialized here.
-    return reply if isinstance(reply, bytes) else reply.SerializeToString()
-
-
 def add_scoring_service(servicer: RiskScoringServicer, server: grpc.aio.Server) -> None:
     """Register the RiskScoring methods, as the generated ``add_RiskScoringServicer_to_server`` does, except that
     ScoreBatch keeps its request's bytes and returns its reply's bytes."""
@@ -52,9 +47,8 @@ def add_scoring_service(servicer: RiskScoringServicer, server: grpc.aio.Server) 
             request_deserializer=pb.ScoreRequest.FromString,
             response_serializer=pb.ScoreResponse.SerializeToString,
         ),
-        "ScoreBatch": grpc.unary_unary_rpc_method_handler(
-            servicer.ScoreBatch, request_deserializer=_batch_call, response_serializer=_reply_bytes
-        ),
+        # No response serializer: ScoreBatch returns its reply's wire bytes (server._reply_wire), sent as they are.
+        "ScoreBatch": grpc.unary_unary_rpc_method_handler(servicer.ScoreBatch, request_deserializer=_batch_call),
         "ReportOutcome": grpc.unary_unary_rpc_method_handler(
             servicer.ReportOutcome,
             request_deserializer=pb.ReportOutcomeRequest.FromString,
