@@ -320,5 +320,5 @@ def rpc_code(call: Any) -> grpc.StatusCode:
     try:
         call()
     except grpc.RpcError as err:
-        return err.code()  # type: ignore[no-any-return]
+        return err.code()
     return grpc.StatusCode.OK

@@ -27,7 +27,7 @@ ACCOUNTS = [f"6222021987654{n:03d}7731" for n in range(6)]  # card-number-like i
 def _texts(err: grpc.RpcError) -> list[str]:
     """Every text of an error a client sees: the message and each BadRequest field description."""
     texts = [err.details() or ""]
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    status = rpc_status.from_call(err)
     if status is not None:
         for detail in status.details:
             bad = error_details_pb2.BadRequest()

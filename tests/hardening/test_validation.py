@@ -12,6 +12,7 @@ import datetime as dt
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import grpc
 import numpy as np
@@ -50,7 +51,7 @@ def _ts(when: dt.datetime) -> Timestamp:
 def _bad_request(err: grpc.RpcError) -> dict[str, str]:
     """The BadRequest field violations of an INVALID_ARGUMENT error (fails the test when they are missing)."""
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, f"{err.code()}: {err.details()}"
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    status = rpc_status.from_call(err)
     assert status is not None, "INVALID_ARGUMENT must carry a google.rpc.Status"
     out: dict[str, str] = {}
     for detail in status.details:
@@ -143,7 +144,7 @@ def _new_id() -> str:
 @st.composite
 def customers(draw: st.DrawFn, event_time: dt.datetime) -> pb.Customer:
     customer = pb.Customer(customer_id=draw(st.sampled_from(["", "cust-1", "cust-2"])),
-                           risk_level=draw(st.sampled_from(list(pb.RiskLevel.values()))),
+                           risk_level=cast("pb.RiskLevel", draw(st.sampled_from(list(pb.RiskLevel.values())))),
                            is_employee=draw(st.booleans()))
     if draw(st.booleans()):
         customer.birth_date.CopyFrom(_ts(event_time - dt.timedelta(days=draw(st.integers(1, 100 * 365)))))
@@ -227,7 +228,7 @@ def mutations(draw: st.DrawFn, kind: int | None = None) -> Mutation:
             setattr(t, enum_field, bad_enum)
             return f"transaction.{enum_field}"
         if kind == 3:
-            t.ClearField(missing)  # type: ignore[arg-type]
+            t.ClearField(missing)
             return f"transaction.{missing}"
         if kind == 4:
             request.ClearField("transaction")
@@ -284,8 +285,9 @@ def arbitrary_requests(draw: st.DrawFn, accounts: list[str]) -> pb.ScoreRequest:
     transaction = pb.Transaction(
         transaction_id=draw(text), account_id=draw(st.sampled_from(accounts) | text),
         counterparty_id=draw(text), amount_minor=draw(int64 | st.integers(1, 10**7)),
-        currency=draw(st.sampled_from(CURRENCIES) | text), type=draw(int32 | st.sampled_from(TYPES)),
-        channel=draw(int32 | st.sampled_from(CHANNELS)), device_id=draw(text), country=draw(text),
+        currency=draw(st.sampled_from(CURRENCIES) | text),
+        type=cast("pb.TransactionType", draw(int32 | st.sampled_from(TYPES))),
+        channel=cast("pb.Channel", draw(int32 | st.sampled_from(CHANNELS))), device_id=draw(text), country=draw(text),
         region=draw(text), merchant_category=draw(text), counterparty_bank=draw(text),
         counterparty_country=draw(text), branch_id=draw(text),
     )
@@ -298,7 +300,7 @@ def arbitrary_requests(draw: st.DrawFn, accounts: list[str]) -> pb.ScoreRequest:
         customer = request.customer
         customer.customer_id, customer.age = draw(text), draw(int32)
         customer.balance_minor, customer.balance_currency = draw(int64), draw(text)
-        customer.risk_level = draw(int32)
+        customer.risk_level = cast("pb.RiskLevel", draw(int32))  # any int32: the server must cope
         for stamp in (customer.birth_date, customer.account_opened):
             if draw(st.booleans()):
                 stamp.seconds, stamp.nanos = draw(seconds | int64), draw(int32)
@@ -393,7 +395,7 @@ def test_every_field_missing_in_turn(ledger: Ledger) -> None:
                 merchant_category="5814", counterparty_bank="ICBKCNBJ", counterparty_country="CN", branch_id="SZ-9"),
             customer=pb.Customer(customer_id="c-9", age=40, balance_minor=1_000_000, balance_currency="CNY"))
         if name != "transaction_id":
-            request.transaction.ClearField(name)  # type: ignore[arg-type]
+            request.transaction.ClearField(name)
         else:
             request.transaction.transaction_id = ""
         err = ledger.score(request)
@@ -409,6 +411,6 @@ def test_every_field_missing_in_turn(ledger: Ledger) -> None:
             customer=pb.Customer(customer_id="c-8", birth_date=_ts(BASE_TIME - dt.timedelta(days=70 * 365)), age=70,
                                  account_opened=_ts(BASE_TIME - dt.timedelta(days=999)), balance_minor=9_000_000,
                                  balance_currency="CNY", risk_level=pb.RISK_LEVEL_MEDIUM, is_employee=True))
-        request.customer.ClearField(name)  # type: ignore[arg-type]
+        request.customer.ClearField(name)
         assert ledger.score(request) is None, f"customer.{name} is optional, yet its absence was refused"
     ledger.assert_same_state(set(accounts))
