@@ -62,6 +62,7 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         # costs a getrandom system call).
         self._id_prefix = secrets.token_hex(5)
         self._id_counter = itertools.count(1)
+        self._handlers: dict[str, grpc.RpcMethodHandler | None] = {}
 
     def _next_request_id(self) -> str:
         return f"{self._id_prefix}{next(self._id_counter):06x}"
@@ -85,19 +86,22 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
         method: str = details.method
+        if method in self._handlers:  # one wrapped handler per method, built at its first call
+            return self._handlers[method]
+        handler = await continuation(details)
         service = method.lstrip("/").split("/", 1)[0]
         if handler is None or service in OPEN_SERVICES or handler.unary_unary is None:
+            self._handlers[method] = handler
             return handler
         behavior = handler.unary_unary
         tokens, metrics = self._tokens, self._metrics
-        metadata = dict(details.invocation_metadata or ())
         short = method.rsplit("/", 1)[-1]
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             code = "OK"
+            metadata = dict(context.invocation_metadata() or ())
             # Every log line of this call carries its request id: the caller's x-request-id, or a fresh one.
             # The call runs in its own task, so the binding never leaks into another call.
             request_id = str(metadata.get("x-request-id", ""))[:64] or self._next_request_id()
@@ -165,8 +169,9 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     metrics.in_flight.dec()
                     metrics.observe_call(short, code, time.perf_counter() - started)
 
-        return grpc.unary_unary_rpc_method_handler(
+        self._handlers[method] = grpc.unary_unary_rpc_method_handler(
             wrapped,
             request_deserializer=_lenient(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
+        return self._handlers[method]
