@@ -17,7 +17,7 @@ from typing import Any, TypeAlias
 import numba
 import numpy as np
 
-__all__ = ["encode_reply", "reply_bound", "warm"]
+__all__ = ["encode_reply", "warm"]
 
 _Int: TypeAlias = int | np.integer[Any]
 
@@ -132,7 +132,7 @@ def _utf8(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
 
-def reply_bound(rows: int, ids: int, parts: int, texts: int) -> int:
+def _reply_bound(rows: int, ids: int, parts: int, texts: int) -> int:
     """Bytes enough for a reply of ``rows`` rows: ``ids`` bytes of ids, ``parts`` of serialized rows, ``texts``
     bytes of ruleset version, model version and degraded reason."""
     return rows * (_PLAIN_OVERHEAD + texts + 1 + _MAX_VARINT) + ids + parts
@@ -163,13 +163,13 @@ def encode_reply(
     parts = np.frombuffer(b"".join(serialized), dtype=np.uint8)
     part_ends = np.cumsum(np.fromiter(map(len, serialized), dtype=np.int64, count=len(serialized)))
     ruleset, model, reason = _utf8(ruleset_version), _utf8(model_version), _utf8(degraded_reason)
-    out = np.empty(reply_bound(plain.size, ids.size, parts.size, ruleset.size + model.size + reason.size),
+    out = np.empty(_reply_bound(plain.size, ids.size, parts.size, ruleset.size + model.size + reason.size),
                    dtype=np.uint8)
     size = _encode(
         np.ascontiguousarray(plain, dtype=np.bool_), ids, id_ends, risk.astype(np.int64), action.astype(np.int64),
         np.ascontiguousarray(probability, dtype=np.float64).view(np.uint64),
         np.ascontiguousarray(used_model, dtype=np.bool_), ruleset, model, reason,
-        latency_us, parts, part_ends if part_ends.size else np.zeros(1, dtype=np.int64), out,
+        latency_us, parts, part_ends, out,
     )
     return out[:size].tobytes()
 

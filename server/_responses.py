@@ -83,14 +83,16 @@ def build_responses(
             f"build_responses: {n} requests but {len(actions)} decided rows, {len(reasons)} degraded reasons and "
             f"{'no' if transaction_ids is None else len(transaction_ids)} transaction ids; pass row-aligned inputs"
         )
-    explained = _model_explanations(decisions, requests, hit_rules)
+    explain = np.fromiter((r.explain for r in requests), dtype=bool, count=n)
+    detailed = _detailed_rows(decisions, explain, hit_rules).tolist()
+    explained = _model_explanations(decisions, requests, hit_rules, explain)
     new = pb.ScoreResponse if into is None else into.add
     out: list[pb.ScoreResponse] = []
     for i, req in enumerate(requests):
         txn_id = req.transaction.transaction_id if transaction_ids is None else transaction_ids[i]
         action = actions[i]
         response = new()
-        if action > ALLOW or req.explain or i in hit_rules:
+        if detailed[i]:
             _detailed(
                 response,
                 i,
@@ -139,6 +141,14 @@ def _active_hits(decisions: Decisions) -> dict[int, list[int]]:
     return hit_rules
 
 
+def _detailed_rows(decisions: Decisions, explain: np.ndarray, hit_rules: dict[int, list[int]]) -> np.ndarray:
+    """Rows whose reply needs more than the scalar fields: above ALLOW, ``explain`` asked, or an active rule hit."""
+    detailed: np.ndarray = (decisions.actions > ALLOW) | explain
+    if hit_rules:
+        detailed[list(hit_rules)] = True
+    return detailed
+
+
 class BatchReply:
     """A ScoreBatch reply: detailed rows built now (as ``build_responses`` builds them), the bytes once its
     latency is known (``encode``).
@@ -168,17 +178,15 @@ class BatchReply:
         self._reason = degraded_reason or decisions.degraded_reason
         self._ids = transaction_ids
         self._message: pb.ScoreBatchResponse | None = None
-        self._detailed: list[pb.ScoreResponse] = []
+        self._messages: list[pb.ScoreResponse] = []  # the rows built as messages: all of them below NATIVE_MIN_ROWS
         if n < self.NATIVE_MIN_ROWS:
             self._message = pb.ScoreBatchResponse()
-            self._detailed = build_responses(decisions, requests, policy=policy, degraded_reason=degraded_reason,
+            self._messages = build_responses(decisions, requests, policy=policy, degraded_reason=degraded_reason,
                                              transaction_ids=transaction_ids, into=self._message.responses)
             return
         hit_rules = _active_hits(decisions)
         explain = np.fromiter((r.explain for r in requests), dtype=bool, count=n)
-        detailed = (decisions.actions > ALLOW) | explain
-        if hit_rules:
-            detailed[list(hit_rules)] = True
+        detailed = _detailed_rows(decisions, explain, hit_rules)
         self._plain = ~detailed
         explained = _model_explanations(decisions, requests, hit_rules, explain)
         for i in np.flatnonzero(detailed).tolist():
@@ -186,11 +194,11 @@ class BatchReply:
             req = requests[i]
             _detailed(response, i, transaction_ids[i], decisions, hit_rules.get(i, []), normalise_locale(req.locale),
                       req.explain, policy, self._reason, explained.get(i))
-            self._detailed.append(response)
+            self._messages.append(response)
 
     def encode(self, latency_us: int) -> bytes:
         """The ScoreBatchResponse's wire bytes, every row with ``latency_us``."""
-        for response in self._detailed:
+        for response in self._messages:
             response.latency_us = latency_us
         if self._message is not None:
             return self._message.SerializeToString(deterministic=True)
@@ -206,7 +214,7 @@ class BatchReply:
             model_version=d.snapshot.model_version,
             degraded_reason=self._reason,
             latency_us=latency_us,
-            serialized=[r.SerializeToString(deterministic=True) for r in self._detailed],
+            serialized=[r.SerializeToString(deterministic=True) for r in self._messages],
         )
 
 
