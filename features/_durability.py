@@ -139,12 +139,10 @@ def _read_segment(path: Path, truncate: bool) -> np.ndarray:
             break
         parts.append(np.frombuffer(payload, dtype=LOG_DTYPE).copy())
         pos = end
-    if pos != len(data):
-        unused = len(data.rstrip(b"\0")) <= pos  # preallocated space never written
-        if not truncate:
-            if unused:
-                return np.concatenate(parts) if parts else np.zeros(0, dtype=LOG_DTYPE)
+    if pos != len(data) and not truncate:
+        if len(data.rstrip(b"\0")) > pos:  # not just zero-filled space that was never written
             raise RecoveryError(f"log segment {path} is damaged at byte {pos} but is not the last one; restore it")
+    elif pos != len(data):
         # A torn block at the tail was never acknowledged (sync() had not returned): drop it, and any unused space.
         with path.open("r+b") as handle:
             handle.truncate(pos)
