@@ -176,7 +176,7 @@ class OutpostApp:
         commit = self.service.commit
         log.info("stopped", **({} if stats is None else {"batches": stats.batches, "batched_rows": stats.rows,
                                                           "batch_waits": stats.waits, "idle_waits": stats.idle_waits,
-                                                          "early_ends": stats.early_ends}),
+                                                          "early_ends": stats.early_ends, "batches_alone": stats.alone}),
                  **({} if commit is None else {"state_syncs": commit.syncs, "inline_syncs": commit.inline_syncs}))
 
 

@@ -1,9 +1,10 @@
 """Micro-batching: concurrent Score calls are coalesced into one pipeline run and answered individually.
 
 grpc.aio hands the application one new call per event-loop round trip, so calls never pile up by themselves:
-a batch drained at once almost always holds one call, and each pays the pipeline's fixed cost alone. Waiting
-for company (at most ``max_wait_us``, or until ``max_size`` calls) saves that CPU but costs each call the wait,
-so a batch waits only when both hold:
+a call that does not wait for company almost always finds none. Such a call is scored at once in its own
+task (a batch of one, with no future and no loop round trip), and pays the pipeline's fixed cost alone.
+Waiting for company (at most ``max_wait_us``, or until ``max_size`` calls) saves that CPU but costs each call
+the wait, so a batch waits only when both hold:
 
 - the event loop is busy: its thread used at least ``busy_share`` of the wall clock lately (measured with
   ``time.thread_time``, smoothed, with hysteresis down to half of it). Below that, CPU is not what limits
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,12 +49,16 @@ class DeadlineExpiredError(Exception):
 
 
 @dataclass(slots=True)
-class _Pending:
+class _Call:
     request: pb.ScoreRequest
     record: tuple[int, ...]  # TXN_DTYPE fields in order; the batch array is built once
     use_model: bool
     degraded_reason: str
     started_ns: int
+
+
+@dataclass(slots=True)
+class _Pending(_Call):
     deadline_ns: int  # perf_counter_ns by which the caller stops waiting; 0 = no deadline
     future: asyncio.Future[pb.ScoreResponse]
 
@@ -67,6 +72,7 @@ class BatchStats:
     waits: int = 0
     idle_waits: int = 0
     early_ends: int = 0  # waits ended before max_wait because the loop idled
+    alone: int = 0  # batches of one call scored in its own task, with nothing queued and no reason to wait
 
 
 class MicroBatcher:
@@ -97,8 +103,7 @@ class MicroBatcher:
         self.load = 0.0  # smoothed share of wall-clock time the event loop's thread was on a CPU
         self._load_mark: tuple[int, int] | None = None  # (wall, loop-thread CPU) ns at the last sample
         self._queue: list[_Pending] = []
-        self._scheduled = False
-        self._waiting = False  # the batch forming now waits for company
+        self._scheduled = False  # a batch is forming: its first call waits for company
         self._backoff_ns = 0  # next back-off after a wait that gathered nobody
         self._wait_allowed_at = 0  # perf_counter_ns before which batches do not wait (back-off)
         self._timer: asyncio.Handle | None = None
@@ -114,24 +119,23 @@ class MicroBatcher:
         degraded_reason: str,
         time_remaining: float | None = None,
     ) -> pb.ScoreResponse:
+        now = time.perf_counter_ns()
+        if not self._scheduled and not (self._max_wait > 0 and now >= self._wait_allowed_at and self._is_busy(now)):
+            # Nothing queued and no reason to wait: score the call here, without a loop round trip.
+            return await self._score_alone(_Call(request, record, use_model, degraded_reason, now))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[pb.ScoreResponse] = loop.create_future()
-        now = time.perf_counter_ns()
         deadline = now + int(time_remaining * 1e9) if time_remaining is not None else 0
         self._queue.append(_Pending(request, record, use_model, degraded_reason, now, deadline, future))
-        if not self._scheduled:
+        if not self._scheduled:  # the first call of a batch that waits for company
             self._scheduled = True
-            self._waiting = self._max_wait > 0 and now >= self._wait_allowed_at and self._is_busy(now)
-            if self._waiting:
-                self._wait_end_ns = now + int(self._max_wait * 1e9)
-                if self._idle_share > 0:
-                    self._check_mark = (now, time.thread_time_ns())
-                    self._timer = loop.call_later(self._check_ns / 1e9, self._check_wait)
-                else:
-                    self._timer = loop.call_later(self._max_wait, self._drain)
+            self._wait_end_ns = now + int(self._max_wait * 1e9)
+            if self._idle_share > 0:
+                self._check_mark = (now, time.thread_time_ns())
+                self._timer = loop.call_later(self._check_ns / 1e9, self._check_wait)
             else:
-                self._timer = loop.call_soon(self._drain)
-        elif len(self._queue) == self._max_size and self._waiting:
+                self._timer = loop.call_later(self._max_wait, self._drain)
+        elif len(self._queue) == self._max_size:
             assert self._timer is not None
             self._timer.cancel()  # full: no reason to wait any longer
             self._timer = loop.call_soon(self._drain)
@@ -183,9 +187,7 @@ class MicroBatcher:
     def _drain(self) -> None:
         self._scheduled = False
         self._timer = None
-        if self._waiting:
-            self._waiting = False
-            self._learn(len(self._queue))
+        self._learn(len(self._queue))
         while self._queue:
             batch, self._queue = self._queue[: self._max_size], self._queue[self._max_size :]
             now = time.perf_counter_ns()
@@ -202,26 +204,40 @@ class MicroBatcher:
             if batch:
                 self._run(batch)
 
+    async def _score_alone(self, call: _Call) -> pb.ScoreResponse:
+        """A batch of one, run in the caller's own task: failures raise to the caller as a queued call's would."""
+        seq, (response,) = self._decide([call])
+        self.stats.alone += 1
+        if not self._commit.settle(seq, 1):
+            await self._commit.wait(seq, 1)
+        response.latency_us = (time.perf_counter_ns() - call.started_ns) // 1000
+        return response
+
+    def _decide(self, batch: Sequence[_Call]) -> tuple[int, list[pb.ScoreResponse]]:
+        """Score ``batch`` through the pipeline: its commit sequence number and one response per call."""
+        records = np.array([p.record for p in batch], dtype=TXN_DTYPE)
+        use_model = np.fromiter((p.use_model for p in batch), dtype=bool, count=len(batch))
+        requests = [p.request for p in batch]
+        ids = [r.transaction.transaction_id for r in requests]
+        decisions = self._pipeline.run(records, use_model=use_model, txn_ids=ids, extra=review_extra(requests))
+        seq = self._commit.mark()
+        responses = build_responses(
+            decisions,
+            requests,
+            policy=self._policy(),
+            degraded_reason=[p.degraded_reason for p in batch],
+            transaction_ids=ids,
+        )
+        self.stats.batches += 1
+        self.stats.rows += len(batch)
+        return seq, responses
+
     def _run(self, batch: list[_Pending]) -> None:
         try:
-            records = np.array([p.record for p in batch], dtype=TXN_DTYPE)
-            use_model = np.fromiter((p.use_model for p in batch), dtype=bool, count=len(batch))
-            requests = [p.request for p in batch]
-            ids = [r.transaction.transaction_id for r in requests]
-            decisions = self._pipeline.run(records, use_model=use_model, txn_ids=ids, extra=review_extra(requests))
-            seq = self._commit.mark()
-            responses = build_responses(
-                decisions,
-                requests,
-                policy=self._policy(),
-                degraded_reason=[p.degraded_reason for p in batch],
-                transaction_ids=ids,
-            )
+            seq, responses = self._decide(batch)
         except Exception as exc:
             self._fail(batch, exc)
             return
-        self.stats.batches += 1
-        self.stats.rows += len(batch)
         try:
             settled = self._commit.settle(seq, len(batch))
         except Exception as exc:

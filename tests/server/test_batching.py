@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
 
 from server._batcher import MicroBatcher
 from tests.server.conftest import RunningServer, txn
@@ -56,3 +60,30 @@ def test_an_idle_loop_never_waits_for_company(server_factory: Callable[..., Runn
     stats = _batcher(server).stats
     assert stats.batches == 30
     assert stats.waits == 0
+    assert stats.alone == 30  # each scored in its own task, without a queue or a loop round trip
+
+
+def test_a_lone_call_that_fails_is_answered_internal_and_the_next_is_scored(
+    server_factory: Callable[..., RunningServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipeline failure in a call scored alone reaches its caller as INTERNAL; the batcher keeps working."""
+    server = server_factory()
+    pipeline = server.app.service.pipeline
+    assert pipeline is not None
+    real_run = pipeline.run
+    failed: list[bool] = []
+
+    def fail_once(*args: Any, **kwargs: Any) -> Any:
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("injected pipeline failure")
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run", fail_once)
+    with pytest.raises(grpc.RpcError) as err:
+        server.scoring.Score(txn("acct-alone-fail"), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    reply = server.scoring.Score(txn("acct-alone-next"), timeout=30)
+    assert reply.transaction_id and failed == [True]
+    stats = _batcher(server).stats
+    assert stats.alone == 1 and stats.batches == 1  # the failed call counts as no batch
