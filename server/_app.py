@@ -50,6 +50,7 @@ class OutpostApp:
         self.metrics = Metrics()
         self.service.metrics = self.metrics
         self.gateway = GatewayInterceptor(tokens=tokens, metrics=self.metrics)
+        self.metrics.count_in_flight(lambda: self.gateway.in_flight)
         self.server = grpc.aio.server(
             interceptors=[self.gateway],
             options=[
@@ -174,9 +175,11 @@ class OutpostApp:
         self.metrics.close()
         stats = self.service.batcher.stats if self.service.batcher is not None else None
         commit = self.service.commit
-        log.info("stopped", **({} if stats is None else {"batches": stats.batches, "batched_rows": stats.rows,
-                                                          "batch_waits": stats.waits, "idle_waits": stats.idle_waits,
-                                                          "early_ends": stats.early_ends, "batches_alone": stats.alone}),
+        batches = {} if stats is None else {
+            "batches": stats.batches, "batched_rows": stats.rows, "batches_alone": stats.alone,
+            "batch_waits": stats.waits, "idle_waits": stats.idle_waits, "early_ends": stats.early_ends,
+        }
+        log.info("stopped", **batches,
                  **({} if commit is None else {"state_syncs": commit.syncs, "inline_syncs": commit.inline_syncs}))
 
 

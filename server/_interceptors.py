@@ -108,8 +108,6 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             structlog.contextvars.bind_contextvars(request_id=request_id, method=short)
             self.in_flight += 1
             self._last_arrival = time.monotonic()
-            if metrics:
-                metrics.in_flight.inc()
             try:
                 if self._draining:
                     code = "UNAVAILABLE"
@@ -166,7 +164,6 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             finally:
                 self.in_flight -= 1
                 if metrics:
-                    metrics.in_flight.dec()
                     metrics.observe_call(short, code, time.perf_counter() - started)
 
         self._handlers[method] = grpc.unary_unary_rpc_method_handler(
