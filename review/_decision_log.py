@@ -216,13 +216,12 @@ def decision_batches(items: list[_Scored]) -> list[pa.RecordBatch]:
 def _decision_batch(items: list[_Scored]) -> pa.RecordBatch:
     first = items[0]
     if len(items) == 1:
-        txns, features, hits = first.txns, first.features, first.hits
+        txns, hits = first.txns, first.hits
         probability, risk, actions, used_model = first.probability, first.risk, first.actions, first.used_model
         ids = first.ids
     else:
         # Joining bytes: np.concatenate promotes this structured dtype field by field, per array (slow).
         txns = np.frombuffer(b"".join(s.txns.tobytes() for s in items), dtype=first.txns.dtype)
-        features = np.concatenate([s.features for s in items])
         hits = np.concatenate([s.hits for s in items])
         probability = np.concatenate([s.probability for s in items])
         risk = np.concatenate([s.risk for s in items])
@@ -268,8 +267,14 @@ def _decision_batch(items: list[_Scored]) -> pa.RecordBatch:
         latency,
         pa.array(np.repeat(np.array([s.logged_us for s in items], dtype=np.int64), counts), type=_TS),
     ]
-    by_column = np.asfortranarray(features)  # each column below is then one contiguous slice
-    columns.extend(pa.array(by_column[:, j], type=pa.float64()) for j in range(by_column.shape[1]))
+    # Features by column, each then one contiguous row of by_column. Transposing item by item keeps each copy
+    # within the caches: one transpose of the joined matrix was 4x slower per row.
+    by_column = np.empty((first.features.shape[1], n), dtype=np.float64)
+    offset = 0
+    for s in items:
+        by_column[:, offset : offset + len(s.features)] = s.features.T
+        offset += len(s.features)
+    columns.extend(pa.array(by_column[j], type=pa.float64()) for j in range(by_column.shape[0]))
     return pa.RecordBatch.from_arrays(columns, schema=DECISION_SCHEMA)
 
 
