@@ -19,7 +19,7 @@ import onnx
 from features import CATALOGUE, FEATURE_INDEX, FEATURE_NAMES
 from models._errors import FeatureMismatchError, ModelError, RegistryError
 from models._registry import COVERS_FILE, METADATA_FILE, MODEL_FILE, artifacts_root
-from models._trees import Forest, contributions_kernel, forest_from_onnx
+from models._trees import Forest, contributions_kernel, forest_from_onnx, pack_nodes
 
 __all__ = ["ModelRunner", "check_features", "default_model_dir", "open_session"]
 
@@ -102,7 +102,7 @@ class ModelRunner:
         self.metadata = metadata
         self._session = session
         self._forest = forest
-        self._node_values = node_values
+        self._packed = pack_nodes(forest, node_values)
         self._a, self._b = calibration
         self._columns = np.array([FEATURE_INDEX[n] for n in feature_names], dtype=np.int64)
         self._input_name = session.get_inputs()[0].name
@@ -183,9 +183,8 @@ class ModelRunner:
         """(n, M + 1) log-odds contributions of the M model features, the last column the bias; rows sum to margins."""
         cols = self._model_columns(x)
         out = np.zeros((cols.shape[0], cols.shape[1] + 1), dtype=np.float64)
-        f = self._forest
-        contributions_kernel(cols, f.roots, f.feature, f.threshold, f.true_child, f.false_child, f.missing_true,
-                             self._node_values, f.base_value, out)
+        packed = self._packed
+        contributions_kernel(cols, self._forest.roots, packed.links, packed.values, self._forest.base_value, out)
         return out
 
     def margins(self, x: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from onnx import helper
 
 from models._errors import RegistryError
 
-__all__ = ["Forest", "forest_from_onnx"]
+__all__ = ["Forest", "PackedNodes", "contributions_kernel", "forest_from_onnx", "pack_nodes"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,10 +146,30 @@ def _margins(x: np.ndarray, roots: np.ndarray, feature: np.ndarray, threshold: n
         out[r] = total
 
 
+@dataclass(frozen=True, slots=True)
+class PackedNodes:
+    """The nodes as two compact tables for the contributions walk: a node visit reads two cache lines, not six.
+
+    ``links[k]`` is (feature, true child, false child, NaN goes true) as int32, ``values[k]`` is (threshold, node
+    value) as float64 (the float32 threshold widened exactly, so comparisons are unchanged).
+    """
+
+    links: np.ndarray  # (N, 4) int32
+    values: np.ndarray  # (N, 2) float64
+
+
+def pack_nodes(forest: Forest, node_values: np.ndarray) -> PackedNodes:
+    """``forest``'s nodes with their cover-weighted ``node_values`` (see ``Forest.node_values``), packed."""
+    links = np.stack(
+        [forest.feature, forest.true_child, forest.false_child, forest.missing_true.astype(np.int64)], axis=1
+    ).astype(np.int32)
+    values = np.stack([forest.threshold.astype(np.float64), node_values.astype(np.float64)], axis=1)
+    return PackedNodes(links=np.ascontiguousarray(links), values=np.ascontiguousarray(values))
+
+
 @numba.njit(cache=True, nogil=True)
-def contributions_kernel(x: np.ndarray, roots: np.ndarray, feature: np.ndarray, threshold: np.ndarray,
-                         true_child: np.ndarray, false_child: np.ndarray, missing_true: np.ndarray,
-                         node_value: np.ndarray, base: float, out: np.ndarray) -> None:
+def contributions_kernel(x: np.ndarray, roots: np.ndarray, links: np.ndarray, values: np.ndarray, base: float,
+                         out: np.ndarray) -> None:
     """out[r, f] += path contributions of feature f; out[r, F] = bias (base + sum of root values)."""
     n_features = x.shape[1]
     for r in range(x.shape[0]):
@@ -158,11 +178,17 @@ def contributions_kernel(x: np.ndarray, roots: np.ndarray, feature: np.ndarray, 
         bias = base
         for root in roots:
             node = root
-            bias += node_value[node]
-            while feature[node] >= 0:
-                child = _next(node, row, feature, threshold, true_child, false_child, missing_true)
-                acc[feature[node]] += node_value[child] - node_value[node]
-                node = child
+            here = values[node, 1]
+            bias += here
+            f = links[node, 0]
+            while f >= 0:
+                value = row[f]
+                go_true = links[node, 3] != 0 if np.isnan(value) else value <= values[node, 0]
+                child = links[node, 1] if go_true else links[node, 2]
+                there = values[child, 1]
+                acc[f] += there - here
+                node, here = child, there
+                f = links[node, 0]
         acc[n_features] += bias
 
 
