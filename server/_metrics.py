@@ -247,7 +247,7 @@ class Metrics:
             if isinstance(seconds, float):
                 hot.model_latency.observe((), seconds)
         # A row skips the model for lack of time (the call's deadline) when a model is loaded but unused.
-        skipped = n - np.count_nonzero(decisions.used_model) if decisions.snapshot.model is not None else 0
+        skipped = n - int(np.count_nonzero(decisions.used_model)) if decisions.snapshot.model is not None else 0
         if skipped:
             self.degraded.labels("deadline").inc(skipped)
         if decisions.degraded_reason and n > skipped:

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from features_reference import Reference
-from features_workload import DAY, T0, generate
 
 import features
 from features import (
@@ -20,6 +18,8 @@ from features import (
     FeatureError,
     new_batch,
 )
+from tests.features.features_reference import Reference
+from tests.features.features_workload import DAY, T0, generate
 
 
 def test_public_names_are_exactly_the_intended_ones() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from features_workload import Call, Outcome, Workload, generate
 
 from features import FeatureConfig, FeatureEngine, RecoveryError
+from tests.features.features_workload import Call, Outcome, Workload, generate
 
 
 def feed(engine: FeatureEngine, steps: list[Call | Outcome]) -> None:
@@ -180,9 +180,9 @@ def test_sigkill_during_load_loses_nothing_synced(tmp_path: Path, config: Featur
         f"""
         import os, signal, sys
         import numpy as np
-        sys.path[:0] = {[str(Path(__file__).parent), str(Path(__file__).parents[2])]!r}
+        sys.path[:0] = {[str(Path(__file__).parents[2])]!r}
         from features import FeatureConfig, FeatureEngine
-        from features_workload import Call, Outcome, generate
+        from tests.features.features_workload import Call, Outcome, generate
         config = FeatureConfig(snapshot_every=200)
         work = generate(config, seed=14, rows=700)
         engine = FeatureEngine.open(config, data_dir={str(tmp_path)!r})

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from features_reference import Reference
-from features_workload import Call, Outcome, generate
-from test_features_reference import assert_same_features, run_both
 
 from features import BackendError, FeatureConfig, FeatureEngine
+from tests.features.features_reference import Reference
+from tests.features.features_workload import Call, Outcome, generate
+from tests.features.test_features_reference import assert_same_features, run_both
 
 pytestmark = pytest.mark.redis
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from features_reference import Reference
-from features_workload import Call, Outcome, Workload, all_rows, generate
 
 from features import FEATURE_NAMES, FeatureConfig, FeatureEngine
+from tests.features.features_reference import Reference
+from tests.features.features_workload import Call, Outcome, Workload, all_rows, generate
 
 
 def assert_same_features(got: np.ndarray, want: np.ndarray, context: str) -> None:

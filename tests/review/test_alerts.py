@@ -230,7 +230,12 @@ def test_model_reasons_of_a_batch_equal_one_explanation_per_alert(tmp_path: Path
     records = encode_requests(requests, config)
     sink = AlertSink(tmp_path / "alerts.sqlite3")
     items: list[object] = []
-    sink._writer.submit = lambda item, rows: items.append(item) or True  # type: ignore[method-assign]
+
+    def capture(item: object, rows: int) -> bool:
+        items.append(item)
+        return True
+
+    sink._writer.submit = capture  # type: ignore[method-assign]
     ids = [r.transaction.transaction_id for r in requests]
     decisions = pipeline.run(records, txn_ids=ids)
     sink.record(ids, records, decisions, account_ids=ids, counterparty_ids=ids)
@@ -238,7 +243,7 @@ def test_model_reasons_of_a_batch_equal_one_explanation_per_alert(tmp_path: Path
     batched = [row for item in items for row in alerts_module._alert_rows(item)]  # type: ignore[arg-type]
     one_by_one = alerts_module._model_explanations
     try:
-        alerts_module._model_explanations = lambda item: {}  # type: ignore[assignment]
+        alerts_module._model_explanations = lambda item: {}
         single = [row for item in items for row in alerts_module._alert_rows(item)]  # type: ignore[arg-type]
     finally:
         alerts_module._model_explanations = one_by_one

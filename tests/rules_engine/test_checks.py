@@ -25,6 +25,12 @@ def typed_of(text: str) -> ast.Expr:
     return typed
 
 
+def _left(text: str) -> ast.Expr:
+    compare = typed_of(text)
+    assert isinstance(compare, ast.Compare)
+    return compare.left
+
+
 def only_issue(text: str) -> ExpressionIssue:
     issues = issues_of(text)
     assert len(issues) == 1, issues
@@ -237,8 +243,8 @@ def test_meaning_checks_report_every_problem_of_a_well_typed_condition() -> None
 
 def test_value_ranges_follow_the_catalogue() -> None:
     """Nonnegative features start at 0, others are unbounded, booleans are 0..1."""
-    assert value_range(typed_of("fan_in_24h > 1").left) == (0.0, float("inf"))  # type: ignore[attr-defined]
-    assert value_range(typed_of("balance_cny > 1").left) == (float("-inf"), float("inf"))  # type: ignore[attr-defined]
+    assert value_range(_left("fan_in_24h > 1")) == (0.0, float("inf"))
+    assert value_range(_left("balance_cny > 1")) == (float("-inf"), float("inf"))
     combined = typed_of("max(balance_cny, 1) * 2 + 3 > 10")
     assert isinstance(combined, ast.Compare)
     assert value_range(combined.left) == (5.0, float("inf"))

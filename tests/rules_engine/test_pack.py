@@ -77,7 +77,7 @@ def test_everyday_payments_hit_nothing(pack: RuleSet) -> None:
 def test_every_reason_and_guidance_renders(pack: RuleSet) -> None:
     """Each rule's messages render in both languages for the row that hits it, with no placeholder left."""
     cases = load_cases(PACK_CASES, pack)
-    rendered = collections.Counter()
+    rendered: collections.Counter[str] = collections.Counter()
     for case in cases:
         for rule_id in case.hit:
             index = pack.index_of(rule_id)

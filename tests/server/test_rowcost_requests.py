@@ -29,7 +29,7 @@ CONFIG = FeatureConfig()
 US = 1_000_000
 DAY_US = 86_400 * US
 SKEW_DAYS = 400
-Mutation = Callable[[pb.ScoreRequest], None]
+Mutation = Callable[[pb.ScoreRequest], object]
 
 
 def _set_time(ts: object, micros: int, nanos: int | None = None) -> None:

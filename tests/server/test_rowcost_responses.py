@@ -153,7 +153,7 @@ def _perturbed(decisions: Decisions, seed: int) -> Decisions:
     weights = decisions.snapshot.rules.weights
     rule_points[extra] = np.broadcast_to(weights, (n, r))[extra] * rng.uniform(0.5, 1.0, int(extra.sum()))
     actions = decisions.actions.copy()
-    shuffle = rng.random(n) < 0.2
+    shuffle = np.asarray(rng.random(n) < 0.2)
     actions[shuffle] = rng.integers(1, 5, int(shuffle.sum()))
     features = decisions.features.copy()
     teller = rng.random(n) < 0.2

@@ -14,7 +14,7 @@ from tests.server.conftest import BASE_TIME, RunningServer, ts, txn
 
 
 def _violations(err: grpc.RpcError) -> dict[str, str]:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    status = rpc_status.from_call(err)
     assert status is not None, "INVALID_ARGUMENT must carry a google.rpc.Status"
     out: dict[str, str] = {}
     for detail in status.details:

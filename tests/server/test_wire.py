@@ -5,6 +5,7 @@ Each case must give what the Python path gives for the message protobuf parsed f
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -224,8 +225,11 @@ def _arbitrary_requests(draw: st.DrawFn, base: list[pb.ScoreRequest], around: in
     req = pb.ScoreRequest()
     req.CopyFrom(draw(st.sampled_from(base)))
     t, c = req.transaction, req.customer
-    changes = {
-        **{name: (lambda v, name=name: setattr(t, name, v), _TEXT) for name in _TXN_TEXTS},
+    def set_text(name: str) -> Callable[[Any], None]:
+        return lambda v: setattr(t, name, v)
+
+    changes: dict[str, tuple[Callable[[Any], object], st.SearchStrategy[Any]]] = {
+        **{name: (set_text(name), _TEXT) for name in _TXN_TEXTS},
         "locale": (lambda v: setattr(req, "locale", v), _TEXT),
         "amount_minor": (lambda v: setattr(t, "amount_minor", v), _INT64),
         "type": (lambda v: setattr(t, "type", v), _INT32),
