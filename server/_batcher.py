@@ -1,8 +1,9 @@
 """Micro-batching: concurrent Score calls are coalesced into one pipeline run and answered individually.
 
 grpc.aio hands the application one new call per event-loop round trip, so calls never pile up by themselves:
-a call that does not wait for company almost always finds none. Such a call is scored at once in its own
-task (a batch of one, with no future and no loop round trip), and pays the pipeline's fixed cost alone.
+a call that does not wait for company almost always finds none, and pays the pipeline's fixed cost alone. When
+it is the only call in the server, it is scored at once in its own task (a batch of one, with no future and no
+loop round trip); otherwise it is queued for one loop turn, so that calls handed over in the same turn join it.
 Waiting for company (at most ``max_wait_us``, or until ``max_size`` calls) saves that CPU but costs each call
 the wait, so a batch waits only when both hold:
 
@@ -88,6 +89,7 @@ class MicroBatcher:
         max_wait_us: int,
         busy_share: float = 0.0,
         idle_share: float = 0.0,
+        in_flight: Callable[[], int],
     ) -> None:
         self._pipeline = pipeline
         self._policy = policy
@@ -96,6 +98,7 @@ class MicroBatcher:
         self._max_wait = max_wait_us / 1e6
         self._busy_share = busy_share
         self._idle_share = idle_share
+        self._in_flight = in_flight  # Score calls the server holds now, this one included
         self._check_ns = min(_CHECK_NS, max_wait_us * 1000)
         self._wait_end_ns = 0  # perf_counter_ns at which the current wait ends at the latest
         self._check_mark = (0, 0)  # (wall, loop-thread CPU) ns at the wait's last check
@@ -103,7 +106,8 @@ class MicroBatcher:
         self.load = 0.0  # smoothed share of wall-clock time the event loop's thread was on a CPU
         self._load_mark: tuple[int, int] | None = None  # (wall, loop-thread CPU) ns at the last sample
         self._queue: list[_Pending] = []
-        self._scheduled = False  # a batch is forming: its first call waits for company
+        self._scheduled = False  # a batch is forming
+        self._waiting = False  # ... and its first call waits for company
         self._backoff_ns = 0  # next back-off after a wait that gathered nobody
         self._wait_allowed_at = 0  # perf_counter_ns before which batches do not wait (back-off)
         self._timer: asyncio.Handle | None = None
@@ -120,22 +124,29 @@ class MicroBatcher:
         time_remaining: float | None = None,
     ) -> pb.ScoreResponse:
         now = time.perf_counter_ns()
-        if not self._scheduled and not (self._max_wait > 0 and now >= self._wait_allowed_at and self._is_busy(now)):
-            # Nothing queued and no reason to wait: score the call here, without a loop round trip.
-            return await self._score_alone(_Call(request, record, use_model, degraded_reason, now))
+        waiting = False
+        if not self._scheduled:
+            waiting = self._max_wait > 0 and now >= self._wait_allowed_at and self._is_busy(now)
+            if not waiting and self._in_flight() <= 1:
+                # The only call in the server, and no reason to wait: score it here, without a loop round trip.
+                return await self._score_alone(_Call(request, record, use_model, degraded_reason, now))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[pb.ScoreResponse] = loop.create_future()
         deadline = now + int(time_remaining * 1e9) if time_remaining is not None else 0
         self._queue.append(_Pending(request, record, use_model, degraded_reason, now, deadline, future))
-        if not self._scheduled:  # the first call of a batch that waits for company
+        if not self._scheduled:
             self._scheduled = True
-            self._wait_end_ns = now + int(self._max_wait * 1e9)
-            if self._idle_share > 0:
-                self._check_mark = (now, time.thread_time_ns())
-                self._timer = loop.call_later(self._check_ns / 1e9, self._check_wait)
+            self._waiting = waiting
+            if not waiting:  # other calls are in the server: those handed over in this loop turn join the batch
+                self._timer = loop.call_soon(self._drain)
             else:
-                self._timer = loop.call_later(self._max_wait, self._drain)
-        elif len(self._queue) == self._max_size:
+                self._wait_end_ns = now + int(self._max_wait * 1e9)
+                if self._idle_share > 0:
+                    self._check_mark = (now, time.thread_time_ns())
+                    self._timer = loop.call_later(self._check_ns / 1e9, self._check_wait)
+                else:
+                    self._timer = loop.call_later(self._max_wait, self._drain)
+        elif len(self._queue) == self._max_size and self._waiting:
             assert self._timer is not None
             self._timer.cancel()  # full: no reason to wait any longer
             self._timer = loop.call_soon(self._drain)
@@ -187,7 +198,9 @@ class MicroBatcher:
     def _drain(self) -> None:
         self._scheduled = False
         self._timer = None
-        self._learn(len(self._queue))
+        if self._waiting:
+            self._waiting = False
+            self._learn(len(self._queue))
         while self._queue:
             batch, self._queue = self._queue[: self._max_size], self._queue[self._max_size :]
             now = time.perf_counter_ns()

@@ -157,6 +157,7 @@ class OutpostService:
             max_wait_us=settings.batch_wait_us,
             busy_share=settings.batch_busy_share,
             idle_share=settings.batch_idle_share,
+            in_flight=lambda: self.in_flight,
         )
         log.info(
             "loaded",
