@@ -28,6 +28,7 @@ __all__ = ["RedisState"]
 _SOCKET_TIMEOUT_S = 0.5
 _HERE = Path(__file__).parent
 _EXTRA = 3  # handle, inserted bits, typical amount before the row
+_RAW_COUNT = 27  # raw aggregate 28 of the score script: the account's row count before the row
 
 
 @contextmanager
@@ -51,6 +52,7 @@ class _Pending:
     handles: np.ndarray
     inserted: np.ndarray
     ewma_before: np.ndarray
+    count_before: np.ndarray  # the account's row count before each row (txn_count_total's raw value)
     members: list[str]
 
 
@@ -119,6 +121,7 @@ class RedisState:
             handles=handles,
             inserted=values[:, k.RAW_N + 1].astype(np.int8),
             ewma_before=np.ascontiguousarray(values[:, k.RAW_N + 2]),
+            count_before=values[:, _RAW_COUNT].astype(np.int64),
             members=[m.decode() if isinstance(m, bytes) else str(m) for m in reply[1:]],
         )
         return out, handles
@@ -137,21 +140,32 @@ class RedisState:
         ta = np.ascontiguousarray(txns["account_key"])
         tc = np.ascontiguousarray(txns["counterparty_key"])
         td = np.ascontiguousarray(txns["device_key"])
+        weight = float(self.fp[k.FP_WEIGHT])
         remove, ewma_set, ewma_value = k.plan_blocked(
             ta, tc, td, np.ascontiguousarray(txns["amount_fen"]), handles, blocked, pending.inserted,
-            pending.ewma_before, float(self.fp[k.FP_WEIGHT]),
+            pending.ewma_before, weight,
         )
-        args = [self._prefix]
-        for i in np.flatnonzero(blocked & (handles >= 0)):
+        # What this call left on each account it applied rows to: the row count and the typical amount after its
+        # last applied row. The script compares the count with Redis's to see rows other replicas applied since.
+        left: dict[int, tuple[int, float]] = {}
+        for j in np.flatnonzero(handles >= 0).tolist():
+            before, fen = float(pending.ewma_before[j]), float(txns["amount_fen"][j])
+            typical = fen if before == 0 else before * (1.0 - weight) + fen * weight
+            left[int(ta[j])] = (int(pending.count_before[j]) + 1, typical)
+        marks: list[str] = []
+        fixes: list[str] = []
+        for i in np.flatnonzero(blocked & (handles >= 0)).tolist():
             acct = _hex(int(ta[i]))
+            count, typical = left[int(ta[i])]
             if pending.members[i]:
-                args += ["b", acct, pending.members[i]]
+                marks += ["b", acct, pending.members[i]]
             if remove[i] & 1:
-                args += ["s", acct, "c" + _hex(int(tc[i]))]
+                fixes += ["s", acct, f"c{_hex(int(tc[i]))}|{count}"]
             if remove[i] & 2:
-                args += ["s", acct, "d" + _hex(int(td[i]))]
+                fixes += ["s", acct, f"d{_hex(int(td[i]))}|{count}"]
             if ewma_set[i]:
-                args += ["e", acct, f"{float(ewma_value[i]):.17g}"]
+                fixes += ["e", acct, f"{float(ewma_value[i]):.17g}|{typical:.17g}|{count}|{weight!r}"]
+        args = [self._prefix, *marks, *fixes]  # events marked blocked before any counterparty is looked up
         with _translated("committing blocked rows"):
             self._commit(args=args)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features import BackendError, FeatureConfig, FeatureEngine
+from features import BackendError, FeatureConfig, FeatureEngine, new_batch, stable_key
 from tests.features.features_reference import Reference
-from tests.features.features_workload import Call, Outcome, generate
+from tests.features.features_workload import T0, Call, Outcome, generate
 from tests.features.test_features_reference import assert_same_features, run_both
 
 pytestmark = pytest.mark.redis
@@ -52,6 +52,56 @@ def test_two_engines_share_state(redis_url: str, config: FeatureConfig) -> None:
     both = np.concatenate([c for c in chunks if c.size])
     assert_same_features(both, single, "two replicas")
     assert first.stats()["applied"] == second.stats()["applied"] > 0
+    first.close()
+    second.close()
+
+
+def _row(minute: int, amount_cny: int, counterparty: str, *, apply: int = 1) -> np.ndarray:
+    row = new_batch(1)
+    row["event_time_us"] = T0 + minute * 60_000_000
+    row["account_key"] = stable_key("acct-race")
+    row["counterparty_key"] = stable_key(counterparty)
+    row["device_key"] = stable_key("device-1")
+    row["amount_minor"] = row["amount_fen"] = amount_cny * 100
+    row["txn_type"] = 1
+    row["channel"] = 2
+    row["apply"] = apply
+    return row
+
+
+def _apply(engine: FeatureEngine, row: np.ndarray, blocked: bool) -> None:
+    _, handles = engine.score(row)
+    engine.commit(row, handles, np.array([blocked]))
+
+
+@pytest.mark.parametrize("history", [0, 3])
+@pytest.mark.parametrize("others_counterparty", ["cp-new", "cp-else"])
+def test_a_blocked_row_fixed_up_after_another_replica_applied_a_row(
+    redis_url: str, config: FeatureConfig, history: int, others_counterparty: str
+) -> None:
+    """Replica B applies a row between replica A's score and its commit of a blocked row of the same account:
+    the state then equals one engine's after the blocked row and B's row, in that order (the typical amount;
+    the blocked row's new counterparty stays seen only if B's row used it too)."""
+    earlier = [_row(i, 300 + 50 * i, f"cp-old-{i}") for i in range(history)]
+    blocked, other = _row(10, 9_000, "cp-new"), _row(11, 200, others_counterparty)
+    probe = _row(12, 100, "cp-new", apply=0)
+
+    single = FeatureEngine.open(config)
+    for row in earlier:
+        _apply(single, row, False)
+    _apply(single, blocked, True)
+    _apply(single, other, False)
+    want, _ = single.score(probe)
+
+    first = FeatureEngine.open(config, backend="redis", redis_url=redis_url)
+    second = FeatureEngine.open(config, backend="redis", redis_url=redis_url)
+    for row in earlier:
+        _apply(first, row, False)
+    _, handles = first.score(blocked)
+    _apply(second, other, False)  # the other replica, between the score and the commit
+    first.commit(blocked, handles, np.array([True]))
+    got, _ = first.score(probe)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
     first.close()
     second.close()
 
