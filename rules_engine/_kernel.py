@@ -4,7 +4,10 @@ numba caches only functions that live in a real file, and invalidates its cache 
 file's timestamp changes. So the source is written once to ``<cache dir>/rules/<hash>.py``
 (the hash of the source text; an existing file is never rewritten) and imported from there.
 A second process, or a reload of the same rules, finds the file and numba's cache beside it
-and skips compilation. numba errors are translated to RuleKernelError here and nowhere else.
+and skips compilation. Each load marks its kernel used (a ``.used`` file beside it: touching the
+source would invalidate numba's cache); beyond ``KernelOptions.keep`` kernels, the least recently
+used ones are deleted with their cache. numba errors are translated to RuleKernelError here and
+nowhere else.
 """
 
 from __future__ import annotations
@@ -41,9 +44,16 @@ class KernelOptions:
 
     ``cache_dir``: the Outpost cache directory; kernels go to its ``rules/`` subdirectory.
     None means ``$OUTPOST_CACHE_DIR`` when set, else ``~/.cache/outpost``.
+    ``keep``: kernels kept (with numba's cache of each); the least recently loaded beyond it are deleted, so
+    backtesting many rule variants does not fill the disk. A deleted kernel is compiled again when needed.
     """
 
     cache_dir: Path | None = None
+    keep: int = 200
+
+    def __post_init__(self) -> None:
+        if self.keep < 1:
+            raise RuleKernelError(f"KernelOptions.keep must be at least 1, got {self.keep}")
 
     def rules_dir(self) -> Path:
         """The directory that holds generated kernel files."""
@@ -103,6 +113,31 @@ def _import(path: Path, module_name: str) -> ModuleType:
         return module
 
 
+def _mark_used(path: Path) -> None:
+    path.with_suffix(".used").touch()
+
+
+def _last_used(path: Path) -> float:
+    try:
+        return path.with_suffix(".used").stat().st_mtime
+    except OSError:  # written by a version without marks, or pruned by another process meanwhile
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+
+def _prune(directory: Path, keep: int, current: Path) -> None:
+    """Delete the least recently used kernels beyond ``keep`` (never ``current``), each with its numba cache."""
+    kernels = [k for k in directory.glob("k*.py") if k != current]
+    if len(kernels) < keep:
+        return
+    kernels.sort(key=_last_used)
+    for old in kernels[: len(kernels) - keep + 1]:
+        for path in (old, old.with_suffix(".used"), *(directory / "__pycache__").glob(f"{old.stem}.*")):
+            path.unlink(missing_ok=True)  # another process may have pruned it already
+
+
 def kernel_is_cached(source: str, options: KernelOptions) -> bool:
     """True when numba's disk cache already holds machine code for ``source`` (loading it will not compile)."""
     digest = hashlib.sha256(source.encode("utf-8")).hexdigest()[:24]
@@ -118,6 +153,8 @@ def load_kernel(source: str, options: KernelOptions) -> LoadedKernel:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         _write_once(path, source)
+        _mark_used(path)
+        _prune(directory, options.keep, path)
     except OSError as error:
         raise RuleKernelError(
             f"cannot write the rule kernel to {directory}: {error}; "

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features import CATALOGUE, ENUMS, FeatureKind
-from rules_engine import KernelOptions, RuleSet
+from rules_engine import KernelOptions, RuleKernelError, RuleSet
 from rules_engine import _ast as ast
 from rules_engine._checks import SymbolTable, check
 from rules_engine._parser import parse
@@ -275,6 +275,33 @@ def test_kernel_file_is_named_by_content_and_never_rewritten(kernel_options: Ker
     assert other.kernel_path != first.kernel_path
     assert first.kernel_path.parent == Path(kernel_options.rules_dir())
     assert first.version != reworded.version
+
+
+def test_least_recently_loaded_kernels_beyond_keep_are_deleted_with_their_cache(tmp_path: Path) -> None:
+    """With keep=2, a third rule set deletes the least recently loaded kernel and its numba cache files; loading
+    it again writes it back, and it scores as before."""
+    options = KernelOptions(cache_dir=tmp_path, keep=2)
+    first = RuleSet.compile(rule_yaml("amount_cny > 1001"), options=options)
+    second = RuleSet.compile(rule_yaml("amount_cny > 1002"), options=options)
+    RuleSet.compile(rule_yaml("amount_cny > 1001"), options=options)  # first is now the more recent of the two
+    third = RuleSet.compile(rule_yaml("amount_cny > 1003"), options=options)
+    rules = tmp_path / "rules"
+    assert sorted(p.name for p in rules.glob("k*.py")) == sorted([first.kernel_path.name, third.kernel_path.name])
+    assert not list((rules / "__pycache__").glob(f"{second.kernel_path.stem}.*"))
+    assert list((rules / "__pycache__").glob(f"{first.kernel_path.stem}.*"))
+    x = np.zeros((2, len(CATALOGUE)))
+    x[1, [c.name for c in CATALOGUE].index("amount_cny")] = 5000.0
+    again = RuleSet.compile(rule_yaml("amount_cny > 1002"), options=options)
+    assert again.kernel_path == second.kernel_path and again.kernel_path.exists()
+    assert np.array_equal(again.evaluate(x), second.evaluate(x))
+    assert again.evaluate(x)[:, 0].tolist() == [0, 1]
+    assert len(list(rules.glob("k*.py"))) == 2
+
+
+def test_kernel_options_refuse_keeping_no_kernel() -> None:
+    """keep=0 would delete the kernel being loaded: refused with a message naming the setting."""
+    with pytest.raises(RuleKernelError, match="keep"):
+        KernelOptions(keep=0)
 
 
 @pytest.mark.slow
