@@ -148,7 +148,8 @@ class RedisState:
         # What this call left on each account it applied rows to: the row count and the typical amount after its
         # last applied row. The script compares the count with Redis's to see rows other replicas applied since.
         left: dict[int, tuple[int, float]] = {}
-        for j in np.flatnonzero(handles >= 0).tolist():
+        fixed = np.isin(ta, ta[blocked & (handles >= 0)])  # rows of the accounts with blocked rows
+        for j in np.flatnonzero(fixed & (handles >= 0)).tolist():
             before, fen = float(pending.ewma_before[j]), float(txns["amount_fen"][j])
             typical = fen if before == 0 else before * (1.0 - weight) + fen * weight
             left[int(ta[j])] = (int(pending.count_before[j]) + 1, typical)
