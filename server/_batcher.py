@@ -73,7 +73,7 @@ class BatchStats:
     waits: int = 0
     idle_waits: int = 0
     early_ends: int = 0  # waits ended before max_wait because the loop idled
-    alone: int = 0  # batches of one call scored in its own task, with nothing queued and no reason to wait
+    alone: int = 0  # batches of the only call in the server, scored in its own task (no reason to wait)
 
 
 class MicroBatcher:

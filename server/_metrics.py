@@ -104,13 +104,13 @@ class _Histogram:
         self.edges = [*(str(floatToGoString(b)) for b in buckets), "+Inf"]  # type: ignore[no-untyped-call]
         self.children: dict[tuple[str, ...], list[float]] = {}  # per bucket (not cumulative), +Inf, then the sum
 
-    def observe(self, key: tuple[str, ...], value: float, count: int = 1) -> None:
-        """Count ``value`` ``count`` times (callers hold the Metrics lock)."""
+    def observe(self, key: tuple[str, ...], value: float) -> None:
+        """Count one ``value`` (callers hold the Metrics lock)."""
         child = self.children.get(key)
         if child is None:
             child = self.children[key] = [0.0] * (len(self.buckets) + 2)
-        child[bisect.bisect_left(self.buckets, value)] += count
-        child[-1] += value * count
+        child[bisect.bisect_left(self.buckets, value)] += 1
+        child[-1] += value
 
     def family(self) -> HistogramMetricFamily:
         family = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
