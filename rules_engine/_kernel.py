@@ -153,13 +153,16 @@ def load_kernel(source: str, options: KernelOptions) -> LoadedKernel:
     try:
         directory.mkdir(parents=True, exist_ok=True)
         _write_once(path, source)
-        _mark_used(path)
-        _prune(directory, options.keep, path)
     except OSError as error:
         raise RuleKernelError(
             f"cannot write the rule kernel to {directory}: {error}; "
             f"set {CACHE_DIR_ENV} (or KernelOptions.cache_dir) to a writable directory"
         ) from error
+    try:
+        _mark_used(path)
+        _prune(directory, options.keep, path)
+    except OSError:
+        pass  # a read-only cache (e.g. one built into an image) still serves its kernels; it is just not pruned
     try:
         module = _import(path, _MODULE_PREFIX + digest)
         function: KernelFunction = getattr(module, KERNEL_NAME)
