@@ -28,7 +28,6 @@ __all__ = ["RedisState"]
 _SOCKET_TIMEOUT_S = 0.5
 _HERE = Path(__file__).parent
 _EXTRA = 3  # handle, inserted bits, typical amount before the row
-_RAW_COUNT = 27  # raw aggregate 28 of the score script: the account's row count before the row
 
 
 @contextmanager
@@ -121,7 +120,7 @@ class RedisState:
             handles=handles,
             inserted=values[:, k.RAW_N + 1].astype(np.int8),
             ewma_before=np.ascontiguousarray(values[:, k.RAW_N + 2]),
-            count_before=values[:, _RAW_COUNT].astype(np.int64),
+            count_before=values[:, k.R_COUNT].astype(np.int64),
             members=[m.decode() if isinstance(m, bytes) else str(m) for m in reply[1:]],
         )
         return out, handles
