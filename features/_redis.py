@@ -164,8 +164,9 @@ class RedisState:
             if remove[i] & 2:
                 fixes += ["s", acct, f"d{_hex(int(td[i]))}|{count}"]
             if ewma_set[i]:
-                fixes += ["e", acct, f"{float(ewma_value[i]):.17g}|{typical:.17g}|{count}|{weight!r}"]
-        args = [self._prefix, *marks, *fixes]  # events marked blocked before any counterparty is looked up
+                fixes += ["e", acct, f"{float(ewma_value[i]):.17g}|{typical:.17g}|{count}"]
+        # The score script's own weight; events are marked blocked before any counterparty is looked up.
+        args = [self._prefix, self._weight, *marks, *fixes]
         with _translated("committing blocked rows"):
             self._commit(args=args)
 
