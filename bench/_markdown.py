@@ -41,6 +41,14 @@ def _med(scenario: Scenario | None, server: str, attribute: str) -> float:
     return median_of(scenario.runs.get(server, []), attribute)
 
 
+def _cores_busy(scenario: Scenario | None, server: str) -> float:
+    """The median over runs of the server's CPU cores kept busy (CPU per call times calls per second)."""
+    runs = scenario.runs.get(server, []) if scenario is not None else []
+    if not runs:
+        return math.nan
+    return statistics.median(r.server_cpu_us_per_call * r.achieved_rate / 1e6 for r in runs)
+
+
 def _met(ok: bool | None) -> str:
     return "n/a" if ok is None else ("**yes**" if ok else "**no**")
 
@@ -84,7 +92,7 @@ def _scenario_table(scenario: Scenario | None, *, batch: bool = False) -> list[s
                 f"| {_f(median_of(runs, 'p99_ms'), 2)} | {sum(r.errors for r in runs)} |"
             )
         else:
-            cores = statistics.median(r.server_cpu_us_per_call * r.achieved_rate / 1e6 for r in runs)
+            cores = _cores_busy(scenario, name)
             lines.append(
                 f"| {name} | {_f(median_of(runs, 'achieved_rate'), 1)} | {_f(median_of(runs, 'p50_ms'), 3)} "
                 f"| {_f(median_of(runs, 'p90_ms'), 3)} | {_f(median_of(runs, 'p99_ms'), 3)} "
@@ -341,8 +349,7 @@ def _limits(result: SuiteResult, ratio_rate: float, added_p50: float, ratio_p99:
     cpu_bare_sat, cpu_out_sat = _med(sat, BARE, "server_cpu_us_per_call"), _med(sat, OUTPOST, "server_cpu_us_per_call")
     if _check(ratio_rate, TARGET_RATIO_THROUGHPUT, at_least=True) is False:
         none_rate, fsync_rate = _med(sat, OUTPOST_NONE, "achieved_rate"), _med(sat, OUTPOST, "achieved_rate")
-        cores_bare = cpu_bare_sat * _med(sat, BARE, "achieved_rate") / 1e6
-        cores_out = cpu_out_sat * fsync_rate / 1e6
+        cores_bare, cores_out = _cores_busy(sat, BARE), _cores_busy(sat, OUTPOST)
         lines.append(
             f"- **Throughput** ({_f(ratio_rate, 2)} of bare): at saturation the Outpost server spends "
             f"{_f(cpu_out_sat, 0)} µs of CPU per call against {_f(cpu_bare_sat, 0)} µs for the bare server. A single "
