@@ -184,9 +184,15 @@ def _names(names: np.ndarray, codes: np.ndarray) -> pa.Array:
     return pa.array(names.tolist(), type=pa.string()).take(pa.array(codes, type=pa.int64()))
 
 
-def _hit_lists(hits: np.ndarray, mask: np.ndarray, rule_ids: np.ndarray) -> pa.Array:
+def _hit_lists(hits: np.ndarray, active: np.ndarray, rule_ids: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """Per row, the ids of the active rules and of the shadow rules it hit, from one scan of the hit matrix."""
+    rows, cols = np.nonzero(hits)  # row-major: each row's rules in column order
+    live = active[cols]
     n = hits.shape[0]
-    rows, cols = np.nonzero(hits.astype(bool) & mask[np.newaxis, :])
+    return _lists(n, rows[live], cols[live], rule_ids), _lists(n, rows[~live], cols[~live], rule_ids)
+
+
+def _lists(n: int, rows: np.ndarray, cols: np.ndarray, rule_ids: np.ndarray) -> pa.Array:
     offsets = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
     return pa.ListArray.from_arrays(pa.array(offsets), _names(rule_ids, cols))
@@ -194,7 +200,7 @@ def _hit_lists(hits: np.ndarray, mask: np.ndarray, rule_ids: np.ndarray) -> pa.A
 
 def _repeat(values: list[str], counts: list[int]) -> pa.Array:
     if len(set(values)) == 1:
-        return pa.array([values[0]] * sum(counts), type=pa.string())
+        return pa.repeat(pa.scalar(values[0], type=pa.string()), sum(counts))
     return pa.array(np.repeat(np.array(values, dtype=object), counts).tolist(), type=pa.string())
 
 
@@ -258,8 +264,7 @@ def _decision_batch(items: list[_Scored]) -> pa.RecordBatch:
         _names(_ACTION_NAMES, action_codes),
         pa.array(probability, type=pa.float64(), mask=~used_model),
         challenger,
-        _hit_lists(hits, first.active, first.rule_ids),
-        _hit_lists(hits, ~first.active, first.rule_ids),
+        *_hit_lists(hits, first.active, first.rule_ids),
         pa.array(~used_model, type=pa.bool_()),
         _repeat([s.ruleset_version for s in items], counts),
         _repeat([s.model_version for s in items], counts),
@@ -324,16 +329,23 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _read_stream(path: Path) -> tuple[list[pa.RecordBatch], bool]:
-    """Every complete record batch of an Arrow IPC stream file, and whether the file ended cleanly."""
-    batches: list[pa.RecordBatch] = []
+    """Every complete record batch of an Arrow IPC stream file (copied into memory), and whether it ended cleanly."""
     try:
         with pa.OSFile(str(path), "rb") as source:
-            reader = pa.ipc.open_stream(source)
-            while True:
-                try:
-                    batches.append(reader.read_next_batch())
-                except StopIteration:
-                    return batches, True
+            return _stream_batches(source)
+    except OSError:
+        return [], False
+
+
+def _stream_batches(source: pa.NativeFile) -> tuple[list[pa.RecordBatch], bool]:
+    batches: list[pa.RecordBatch] = []
+    try:
+        reader = pa.ipc.open_stream(source)
+        while True:
+            try:
+                batches.append(reader.read_next_batch())
+            except StopIteration:
+                return batches, True
     except (pa.ArrowInvalid, OSError, EOFError):
         return batches, False  # a crash cut the last message: keep what is complete
 
@@ -492,13 +504,18 @@ def _convert(active: Path, compression: str) -> int:
     """Seal an active stream segment into a Parquet part (written aside, fsynced, renamed); returns its rows."""
     m = _ACTIVE.match(active.name)
     assert m is not None, active
-    batches, _ = _read_stream(active)
-    rows = int(sum(b.num_rows for b in batches))
+    final = active.with_name(f"decisions-{m.group(1)}-{m.group(2)}-{m.group(3)}.parquet")
+    tmp = active.with_name(f".{final.name}.tmp")
+    # Mapped, not read: the batches point into the file (reading a segment into memory cost 1.4 µs per row, against
+    # 2 µs to encode it), so the part is written before the map closes.
+    with pa.memory_map(str(active)) as source:
+        batches, _ = _stream_batches(source)
+        rows = int(sum(b.num_rows for b in batches))
+        if rows:
+            pq.write_table(pa.Table.from_batches(batches, schema=DECISION_SCHEMA), tmp, compression=compression,
+                           use_dictionary=_DICTIONARY_COLUMNS)
+        del batches
     if rows:
-        final = active.with_name(f"decisions-{m.group(1)}-{m.group(2)}-{m.group(3)}.parquet")
-        tmp = active.with_name(f".{final.name}.tmp")
-        pq.write_table(pa.Table.from_batches(batches, schema=DECISION_SCHEMA), tmp, compression=compression,
-                       use_dictionary=_DICTIONARY_COLUMNS)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)

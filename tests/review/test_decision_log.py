@@ -138,6 +138,18 @@ def test_a_crashed_segment_is_recovered_up_to_its_last_complete_batch(
     assert not list(crashed.glob(".active-*"))
 
 
+def test_an_empty_crashed_segment_is_removed_without_error(tmp_path: Path) -> None:
+    """A segment a crash left with no bytes at all (not even the schema) recovers no rows and is removed."""
+    directory = tmp_path / "decisions"
+    directory.mkdir()
+    (directory / ".active-20261127T000000000000Z-1-00001.arrows").touch()
+    reopened = DecisionLog(directory)
+    assert reopened.recovered_rows == 0
+    reopened.close()
+    assert not list(directory.glob(".active-*"))
+    assert not list(directory.glob("*.parquet"))
+
+
 def test_read_decisions_filters_by_event_time(pipeline: ScoringPipeline, tmp_path: Path) -> None:
     """start <= event_time < end, with naive times read as UTC."""
     log = DecisionLog(tmp_path / "decisions")
