@@ -153,10 +153,11 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
         await self._admit(context)
         violations = self._validator.outcome_request(request, _now_us())
         service = self._service
-        known = service.recent.get(request.transaction_id)
-        counterparty_key = stable_key(request.counterparty_id) if request.counterparty_id else None
-        if counterparty_key is None and known is not None:
-            counterparty_key = known[1]
+        counterparty_key = (
+            stable_key(request.counterparty_id)
+            if request.counterparty_id
+            else service.recent.get(request.transaction_id)
+        )
         if counterparty_key is None and not violations:
             violations.append(
                 FieldViolation(

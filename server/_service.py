@@ -56,7 +56,7 @@ class RuleHitCounter:
 
 
 class _RecentTransactions:
-    """Bounded map transaction_id -> (account_key, counterparty_key) for outcome reports of recent scores.
+    """Bounded map transaction_id -> counterparty_key, for outcome reports that do not name the counterparty.
 
     Two generations of at most ``capacity // 2`` entries each: new entries go to the current one; when it is full
     it becomes the previous one and the oldest generation is dropped. So the last ``capacity // 2`` to
@@ -65,20 +65,23 @@ class _RecentTransactions:
 
     def __init__(self, capacity: int = 200_000) -> None:
         self._half = max(capacity // 2, 1)
-        self._current: dict[str, tuple[int, int]] = {}
-        self._previous: dict[str, tuple[int, int]] = {}
+        self._current: dict[str, int] = {}
+        self._previous: dict[str, int] = {}
 
     def record(self, txn_ids: list[str], txns: np.ndarray, decisions: Decisions) -> None:
-        pairs = zip(txns["account_key"].tolist(), txns["counterparty_key"].tolist(), strict=True)
+        counterparties = txns["counterparty_key"].tolist()
         applied = txns["apply"]
         if applied.all():
-            self._current.update(zip(txn_ids, pairs, strict=True))
+            self._current.update(zip(txn_ids, counterparties, strict=True))
         else:
-            self._current.update((t, p) for t, p, a in zip(txn_ids, pairs, applied.tolist(), strict=True) if a)
+            self._current.update(
+                (t, c) for t, c, a in zip(txn_ids, counterparties, applied.tolist(), strict=True) if a
+            )
         if len(self._current) >= self._half:
             self._previous, self._current = self._current, {}
 
-    def get(self, txn_id: str) -> tuple[int, int] | None:
+    def get(self, txn_id: str) -> int | None:
+        """The counterparty key of a recently applied transaction (0: it had none), or None when unknown."""
         found = self._current.get(txn_id)
         return found if found is not None else self._previous.get(txn_id)
 
