@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from outpost.v1 import outpost_pb2 as pb
 
-from features import stable_key
+from features import FEATURE_NAMES, stable_key
 from review import (
     AlertConfig,
     AlertError,
@@ -250,3 +251,19 @@ def test_model_reasons_of_a_batch_equal_one_explanation_per_alert(tmp_path: Path
     assert batched == single
     assert sum('"source": "model"' in row[15] for row in batched) >= 5  # model reasons were compared
     sink.close()
+
+
+def test_feature_json_is_what_json_dumps_writes() -> None:
+    """Each row's stored features equal json.dumps of its {name: value} dict, NaN, infinities and -0.0 included."""
+    rng = np.random.default_rng(11)
+    features = rng.lognormal(0.0, 4.0, size=(300, len(FEATURE_NAMES))) * rng.choice([-1.0, 1.0], size=(300, 1))
+    features[::7, 3] = np.nan
+    features[1::11, 5] = np.inf
+    features[2::13, 8] = -np.inf
+    features[3::5, 0] = -0.0
+    features[4::3, 2] = 1e-300
+    features[:, 1] = np.round(features[:, 1])  # whole numbers are floats too
+    expected = [json.dumps(dict(zip(FEATURE_NAMES, row, strict=True))) for row in features.tolist()]
+    import review._alerts as alerts_module
+
+    assert alerts_module._features_json(features) == expected
