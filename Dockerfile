@@ -21,6 +21,8 @@ RUN python -m venv /opt/outpost \
  && cp -r gen/outpost "$(/opt/outpost/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/outpost"
 
 FROM python:3.11-slim-bookworm
+# A CJK font, so that report charts are drawn in Chinese as well as English.
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-wqy-microhei && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --create-home --uid 10001 outpost
 COPY --from=build /opt/outpost /opt/outpost
 ENV PATH=/opt/outpost/bin:$PATH \

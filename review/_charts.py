@@ -41,6 +41,16 @@ def _cjk_family() -> str | None:
     return next((family for family in _CJK_FAMILIES if family in installed), None)
 
 
+@lru_cache(maxsize=8)
+def _has_bold(family: str) -> bool:
+    """Whether ``family`` has a bold face (WenQuanYi Micro Hei has none: asking for one logs a warning)."""
+    weights = font_manager.weight_dict
+    return any(
+        font.name == family and (weights.get(font.weight, 400) if isinstance(font.weight, str) else font.weight) >= 600
+        for font in font_manager.fontManager.ttflist
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ChartText:
     """Chart labels in both languages when a CJK font exists, in English otherwise."""
@@ -79,7 +89,8 @@ class Chart:
 
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
-            self.figure.suptitle(self.text.safe(self.title), fontsize=11, fontweight="bold")
+            bold = self._family is None or _has_bold(self._family)
+            self.figure.suptitle(self.text.safe(self.title), fontsize=11, fontweight="bold" if bold else "normal")
             if self._family:
                 for text in self.figure.findobj(Text):
                     text.set_fontfamily([self._family, "DejaVu Sans"])

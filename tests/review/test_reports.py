@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import review._charts as charts_module
 from features import FeatureConfig, encode_frame
 from models import ModelRunner
 from review import (
@@ -29,6 +31,16 @@ from rules_engine import RuleSet
 from server import ActionPolicy, ScoringPipeline
 
 from .test_backtest import DRAFT_YAML
+
+# Found before the fixture below pins it: the CJK font this machine has, if any.
+_INSTALLED_CJK_FAMILY = charts_module._cjk_family()
+
+
+@pytest.fixture(autouse=True)
+def _english_chart_titles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chart titles are checked in English: the same on a machine with a CJK font (titles then add Chinese)."""
+    monkeypatch.setattr(charts_module, "_cjk_family", lambda: None)
+
 
 _IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]*)">')
 
@@ -146,3 +158,20 @@ def test_chart_text_falls_back_to_english_without_a_cjk_font() -> None:
     plain, cjk = ChartText(None), ChartText("Noto Sans CJK SC")
     assert plain("Risk", "风险") == "Risk" and plain.safe("账户 acct") == "?? acct"
     assert cjk("Risk", "风险") == "风险 Risk" and cjk.safe("账户") == "账户"
+
+
+def test_charts_draw_chinese_with_an_installed_cjk_font(
+    scores_and_report: tuple[pd.DataFrame, dict[str, object]], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With a CJK font (CI installs fonts-wqy-microhei), titles are bilingual, every glyph and weight is found."""
+    if _INSTALLED_CJK_FAMILY is None:
+        pytest.skip("no CJK font found by matplotlib: apt-get install fonts-wqy-microhei, then clear its font cache")
+    monkeypatch.setattr(charts_module, "_cjk_family", lambda: _INSTALLED_CJK_FAMILY)
+    scores, report = scores_and_report
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns "Glyph ... missing from font(s)" for what it cannot draw
+        charts = images(backtest_report(scores, report))
+    assert "风险分分布 Risk score distribution" in charts
+    assert all(re.search("[\u4e00-\u9fff]", title) for title in charts)
+    assert not [r.getMessage() for r in caplog.records if "findfont" in r.getMessage()]  # e.g. no bold face
