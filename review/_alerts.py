@@ -34,7 +34,7 @@ from features import ENUMS, FEATURE_INDEX, FEATURE_NAMES, stable_key
 from models import model_reason
 from review._errors import AlertError, AlertNotFoundError, AlertStateError
 from review._worker import BackgroundWriter, Overflow, WriterStats
-from server import Decisions, Snapshot
+from server import MIN_MODEL_POINTS, Decisions, Snapshot
 
 __all__ = [
     "ACTION_NAMES",
@@ -65,7 +65,6 @@ ACTION_NAMES: Mapping[int, str] = {1: "ALLOW", 2: "REVIEW", 3: "CHALLENGE", 4: "
 _ACTION_NUMBERS = {name: number for number, name in ACTION_NAMES.items()}
 _TYPE_NAMES = {number: name for name, number in ENUMS["TransactionType"].items()}
 _CHANNEL_NAMES = {number: name for name, number in ENUMS["Channel"].items()}
-_MIN_MODEL_POINTS = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -303,6 +302,8 @@ class _NewAlerts:
     actions: np.ndarray
     snapshot: Snapshot
     created_at: str
+    # Item row -> ModelRunner.explain(), for the rows whose explanation the pipeline worked out already.
+    explained: dict[int, list[tuple[str, float]]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -366,8 +367,10 @@ class AlertSink:
         account_ids = account_ids if account_ids is not None else decisions.extra.get("account_ids")  # type: ignore[assignment]
         if counterparty_ids is None:
             counterparty_ids = decisions.extra.get("counterparty_ids")  # type: ignore[assignment]
+        picked = rows.tolist()
+        done = decisions.explanations
         item = _NewAlerts(
-            ids=[txn_ids[i] for i in rows.tolist()],
+            ids=[txn_ids[i] for i in picked],
             account_ids=_texts(account_ids, rows),
             counterparty_ids=_texts(counterparty_ids, rows),
             txns=txns[rows],
@@ -381,6 +384,7 @@ class AlertSink:
             actions=decisions.actions[rows],
             snapshot=decisions.snapshot,
             created_at=_now(),
+            explained={k: done[i] for k, i in enumerate(picked) if i in done} if done else {},
         )
         self._writer.submit(item, len(rows))
 
@@ -448,16 +452,18 @@ _AMOUNT = FEATURE_INDEX["amount_cny"]
 
 def _wants_model_reasons(item: _NewAlerts, i: int) -> bool:
     return item.snapshot.model is not None and bool(item.used_model[i]) and float(
-        item.model_points[i]) >= _MIN_MODEL_POINTS
+        item.model_points[i]) >= MIN_MODEL_POINTS
 
 
 def _model_explanations(item: _NewAlerts) -> dict[int, list[tuple[str, float]]]:
-    """Model explanations of the item's rows that show model reasons, from one tree walk (row -> explain())."""
+    """Model explanations of the item's rows that show model reasons (row -> explain()): those the pipeline worked
+    out, and the others from one tree walk."""
     model = item.snapshot.model
-    rows = [i for i in range(len(item.ids)) if _wants_model_reasons(item, i)]
+    done = item.explained
+    rows = [i for i in range(len(item.ids)) if i not in done and _wants_model_reasons(item, i)]
     if model is None or not rows:
-        return {}
-    return dict(zip(rows, model.explain_rows(item.features[rows]), strict=True))
+        return done
+    return {**done, **dict(zip(rows, model.explain_rows(item.features[rows]), strict=True))}
 
 
 def _reasons(

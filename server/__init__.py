@@ -2,11 +2,12 @@
 
 from server._app import OutpostApp, create_server, serve
 from server._errors import ModelPathError, PolicyError, ServerError, SettingsError, StartupError
-from server._pipeline import Decisions, DecisionSink, ScoringPipeline, Snapshot, decide
+from server._pipeline import MIN_MODEL_POINTS, Decisions, DecisionSink, ScoringPipeline, Snapshot, decide
 from server._policy import ActionPolicy, ChannelPolicy
 from server._settings import Settings, load_settings
 
 __all__ = [
+    "MIN_MODEL_POINTS",
     "ActionPolicy",
     "ChannelPolicy",
     "DecisionSink",

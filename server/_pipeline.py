@@ -19,11 +19,15 @@ import numpy as np
 from features import FEATURE_INDEX, BackendError, FeatureEngine, new_batch
 from models import ModelRunner, combine_scores
 from rules_engine import RuleSet
-from server._policy import BLOCK, CHALLENGE, ActionPolicy, hit_floors
+from server._policy import ALLOW, BLOCK, CHALLENGE, ActionPolicy, hit_floors
 
-__all__ = ["DecisionSink", "Decisions", "ScoringPipeline", "Snapshot", "decide"]
+__all__ = [
+    "MIN_MODEL_POINTS", "DecisionSink", "Decisions", "ScoringPipeline", "Snapshot", "decide", "model_reason_rows",
+]
 
 _CHANNEL = FEATURE_INDEX["channel"]
+# A reply or an alert names the model's features among its reasons when the model added at least this many points.
+MIN_MODEL_POINTS = 1.0
 # While the state backend is down, calls try it again at most this often (the health probe also re-checks it).
 STATE_RETRY_SECONDS = 1.0
 
@@ -57,6 +61,16 @@ class Decisions:
     challenger_probability: np.ndarray | None = None
     degraded_reason: str = ""  # set when part of the pipeline was skipped for the whole batch
     extra: dict[str, object] = field(default_factory=dict)
+    # Row -> ModelRunner.explain() of the rows of model_reason_rows(), worked out once by ScoringPipeline.run for
+    # the reply and the alert alike (empty from decide() alone: consumers then explain rows themselves).
+    explanations: dict[int, list[tuple[str, float]]] = field(default_factory=dict)
+
+
+def model_reason_rows(decisions: Decisions) -> np.ndarray:
+    """Rows above ALLOW to which the model added at least MIN_MODEL_POINTS: their reasons name its features."""
+    return np.flatnonzero(
+        (decisions.actions > ALLOW) & decisions.used_model & (decisions.model_points >= MIN_MODEL_POINTS)
+    )
 
 
 class DecisionSink(Protocol):
@@ -151,6 +165,8 @@ class ScoringPipeline:
         else:
             parts = [(rows, self._run_wave(snap, txns[rows], use_model[rows])) for rows in waves]
             decisions = _merge(snap, n, parts)
+        if snap.model is not None:
+            self._explain(snap.model, decisions)
         if self._sinks and txn_ids is not None:
             if extra:
                 decisions.extra.update(extra)
@@ -161,6 +177,17 @@ class ScoringPipeline:
                     if self.on_error is not None:
                         self.on_error("decision_sink", exc)
         return decisions
+
+    def _explain(self, model: ModelRunner, decisions: Decisions) -> None:
+        """Model explanations of the rows whose reply and alert show model reasons, from one tree walk."""
+        rows = model_reason_rows(decisions)
+        if not rows.size:
+            return
+        try:
+            decisions.explanations = dict(zip(rows.tolist(), model.explain_rows(decisions.features[rows]), strict=True))
+        except Exception as exc:  # the score stands; the reply and the alert explain each row themselves
+            if self.on_error is not None:
+                self.on_error("model_explanations", exc)
 
     def _run_wave(self, snap: Snapshot, txns: np.ndarray, use_model: np.ndarray) -> Decisions:
         if not self.state_ok and time.monotonic() < self._state_retry_at:

@@ -15,7 +15,7 @@ from outpost.v1 import outpost_pb2 as pb
 
 from features import ENUMS, FEATURE_INDEX, FEATURE_NAMES
 from models import model_reason
-from server._pipeline import Decisions
+from server._pipeline import MIN_MODEL_POINTS, Decisions
 from server._policy import ALLOW, ActionPolicy
 from server._reply_wire import encode_reply
 from server._requests import normalise_locale
@@ -25,7 +25,6 @@ __all__ = ["BatchReply", "build_response", "build_responses"]
 _TELLER = ENUMS["Channel"]["TELLER"]
 _CHANNEL = FEATURE_INDEX["channel"]
 _MAX_REASONS = 8
-_MIN_MODEL_POINTS = 1.0
 
 
 def build_response(
@@ -225,7 +224,7 @@ def _wants_model_reasons(decisions: Decisions, row: int, action: int, explain: b
         (explain or action > ALLOW)
         and decisions.snapshot.model is not None
         and bool(decisions.used_model[row])
-        and model_points >= _MIN_MODEL_POINTS
+        and model_points >= MIN_MODEL_POINTS
     )
 
 
@@ -235,24 +234,27 @@ def _model_explanations(
     hit_rules: dict[int, list[int]],
     explain: np.ndarray | None = None,
 ) -> dict[int, list[tuple[str, float]]]:
-    """Model reasons of every row that shows them, from one tree walk over those rows (row -> explain()).
+    """Model reasons of every row that shows them (row -> explain()): those the pipeline worked out, and the others
+    (rows with ``explain`` set, or every row of decisions from ``decide`` alone) from one tree walk over them.
 
     ``explain`` is the requests' explain flags if the caller has them already.
     """
     model = decisions.snapshot.model
+    done = decisions.explanations
     if model is None:
-        return {}
+        return done
     actions = decisions.actions
     if explain is None:
         explain = np.fromiter((r.explain for r in requests), bool, len(requests))
     candidates = np.flatnonzero((actions > ALLOW) | explain)
     rows = [
         i for i in candidates.tolist()
-        if _wants_model_reasons(decisions, i, int(actions[i]), requests[i].explain, float(decisions.model_points[i]))
+        if i not in done
+        and _wants_model_reasons(decisions, i, int(actions[i]), requests[i].explain, float(decisions.model_points[i]))
     ]
     if len(rows) < 2:  # one row: explain() in _detailed is the same walk
-        return {}
-    return dict(zip(rows, model.explain_rows(decisions.features[rows]), strict=True))
+        return done
+    return {**done, **dict(zip(rows, model.explain_rows(decisions.features[rows]), strict=True))}
 
 
 def _detailed(

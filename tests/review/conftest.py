@@ -23,6 +23,15 @@ from models import ModelRunner, SimulationConfig, default_model_dir, simulate
 from rules_engine import RuleSet
 from server import ActionPolicy, ScoringPipeline, Settings, Snapshot
 
+
+@pytest.fixture(autouse=True)
+def english_chart_titles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chart titles are checked in English: the same on a machine with a CJK font (titles then add Chinese)."""
+    import review._charts as charts_module
+
+    monkeypatch.setattr(charts_module, "_cjk_family", lambda: None)
+
+
 # A small rule file: one active rule that alerts (floor REVIEW), one shadow rule, one rule on labels.
 RULES_YAML = """
 version: "test-1"

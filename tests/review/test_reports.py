@@ -32,14 +32,8 @@ from server import ActionPolicy, ScoringPipeline
 
 from .test_backtest import DRAFT_YAML
 
-# Found before the fixture below pins it: the CJK font this machine has, if any.
+# Found at import, before conftest's english_chart_titles pins it: the CJK font this machine has, if any.
 _INSTALLED_CJK_FAMILY = charts_module._cjk_family()
-
-
-@pytest.fixture(autouse=True)
-def _english_chart_titles(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Chart titles are checked in English: the same on a machine with a CJK font (titles then add Chinese)."""
-    monkeypatch.setattr(charts_module, "_cjk_family", lambda: None)
 
 
 _IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]*)">')
