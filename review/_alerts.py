@@ -34,7 +34,7 @@ from features import ENUMS, FEATURE_INDEX, FEATURE_NAMES, stable_key
 from models import model_reason
 from review._errors import AlertError, AlertNotFoundError, AlertStateError
 from review._worker import BackgroundWriter, Overflow, WriterStats
-from server import MIN_MODEL_POINTS, Decisions, Snapshot
+from server import MIN_MODEL_POINTS, Decisions, Snapshot, max_action
 
 __all__ = [
     "ACTION_NAMES",
@@ -355,11 +355,7 @@ class AlertSink:
         counterparty_ids: Sequence[str] | None = None,
     ) -> None:
         """Queue the rows whose action is at or above ``min_action`` (dry runs never alert)."""
-        actions = decisions.actions
-        # The usual case is "nothing alerts": answer it as cheaply as possible (for a few int8 actions, a max
-        # over their bytes costs a fraction of a numpy reduction).
-        small = actions.dtype == np.int8 and len(actions) <= 32
-        if (max(actions.tobytes(), default=0) if small else int(actions.max(initial=0))) < self._min_action:
+        if max_action(decisions.actions) < self._min_action:  # the usual case, answered as cheaply as possible
             return
         rows = np.flatnonzero((decisions.actions >= self._min_action) & (txns["apply"] != 0))
         if not rows.size:

@@ -2,7 +2,15 @@
 
 from server._app import OutpostApp, create_server, serve
 from server._errors import ModelPathError, PolicyError, ServerError, SettingsError, StartupError
-from server._pipeline import MIN_MODEL_POINTS, Decisions, DecisionSink, ScoringPipeline, Snapshot, decide
+from server._pipeline import (
+    MIN_MODEL_POINTS,
+    Decisions,
+    DecisionSink,
+    ScoringPipeline,
+    Snapshot,
+    decide,
+    max_action,
+)
 from server._policy import ActionPolicy, ChannelPolicy
 from server._settings import Settings, load_settings
 
@@ -24,5 +32,6 @@ __all__ = [
     "create_server",
     "decide",
     "load_settings",
+    "max_action",
     "serve",
 ]
