@@ -20,7 +20,7 @@ import grpc
 from outpost.v1 import outpost_pb2 as pb
 from outpost.v1 import outpost_pb2_grpc as pb_grpc
 
-from bench._service import OutpostServer, process_tree_cpu_seconds
+from bench._service import OutpostServer, process_tree_cpu_seconds, process_tree_main_thread_cpu_seconds
 from loadtest import BaselineServer, LoadReport, LoadTestConfig, LoadTestError, RequestPool, run_load_test
 
 __all__ = ["Figures", "SuiteConfig", "SuiteResult", "median_of", "run_suite"]
@@ -79,6 +79,7 @@ class Figures:
     errors: int
     errors_by_status: dict[str, int]
     server_cpu_s: float  # over the whole run, warm-up and drain included
+    server_main_thread_cpu_s: float  # the part of it on the servers' main threads (their event loops)
     calls_ok_total: int  # over the whole run
     transactions_ok_total: int
     payloads_exhausted: bool
@@ -95,12 +96,18 @@ class Figures:
         return self.server_cpu_s * 1e6 / self.transactions_ok_total if self.transactions_ok_total else float("nan")
 
     @property
+    def main_thread_us_per_transaction(self) -> float:
+        """Server CPU time per answered transaction on the event loop's thread; the rest is the other threads'."""
+        return self.server_main_thread_cpu_s * 1e6 / self.transactions_ok_total if self.transactions_ok_total \
+            else float("nan")
+
+    @property
     def transactions_per_cpu_s(self) -> float:
         """Transactions answered per second of server CPU: throughput per fully used core."""
         return self.transactions_ok_total / self.server_cpu_s if self.server_cpu_s > 0 else float("nan")
 
 
-def _figures(report: LoadReport, server_cpu_s: float) -> Figures:
+def _figures(report: LoadReport, server_cpu_s: float, main_thread_cpu_s: float) -> Figures:
     s = report.summary
     lat = s["latency_ms"]
     ok_total = int(s["calls_total"]["ok"])
@@ -116,6 +123,7 @@ def _figures(report: LoadReport, server_cpu_s: float) -> Figures:
         errors=report.errors,
         errors_by_status=dict(s["errors_by_status"]),
         server_cpu_s=server_cpu_s,
+        server_main_thread_cpu_s=main_thread_cpu_s,
         calls_ok_total=ok_total,
         transactions_ok_total=ok_total * int(s["transactions_per_call"]),
         payloads_exhausted=bool(s["payloads_exhausted"]),
@@ -217,8 +225,10 @@ class _Suite:
         self.isolate(server)
         self.settle(server)
         cpu_before = process_tree_cpu_seconds(server.pid)
+        main_before = process_tree_main_thread_cpu_seconds(server.pid)
         report = run_load_test(load, server.pool, max_rate=max_rate, label=server.name)
-        figures = _figures(report, process_tree_cpu_seconds(server.pid) - cpu_before)
+        figures = _figures(report, process_tree_cpu_seconds(server.pid) - cpu_before,
+                           process_tree_main_thread_cpu_seconds(server.pid) - main_before)
         self.log(
             f"  {server.name:<28} {figures.achieved_rate:9.1f} calls/s  p50 {figures.p50_ms:7.3f}  "
             f"p99 {figures.p99_ms:7.3f} ms  errors {figures.errors}  server CPU {figures.server_cpu_us_per_call:7.1f} "
