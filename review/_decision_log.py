@@ -508,7 +508,11 @@ def _convert(active: Path, compression: str) -> int:
     tmp = active.with_name(f".{final.name}.tmp")
     # Mapped, not read: the batches point into the file (reading a segment into memory cost 1.4 µs per row, against
     # 2 µs to encode it), so the part is written before the map closes.
-    with pa.memory_map(str(active)) as source:
+    try:
+        source: pa.NativeFile = pa.memory_map(str(active))
+    except OSError:  # a file system that cannot map files
+        source = pa.OSFile(str(active), "rb")
+    with source:
         batches, _ = _stream_batches(source)
         rows = int(sum(b.num_rows for b in batches))
         if rows:

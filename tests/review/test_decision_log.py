@@ -99,6 +99,24 @@ def test_rotation_by_size_seals_parquet_parts_that_pandas_reads(pipeline: Scorin
     assert read_decisions(directory)["transaction_id"].tolist() == ids
 
 
+def test_segments_are_sealed_where_files_cannot_be_memory_mapped(
+    pipeline: ScoringPipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system that refuses mmap still gets its Parquet parts: the segment is read into memory instead."""
+    import pyarrow as pa
+
+    def refuse(path: str, mode: str = "r") -> pa.MemoryMappedFile:
+        raise OSError(19, "No such device", path)
+
+    monkeypatch.setattr(pa, "memory_map", refuse)
+    directory = tmp_path / "decisions"
+    log = DecisionLog(directory, DecisionLogConfig(max_segment_bytes=64 * 1024, linger_seconds=0.0))
+    ids = _score(pipeline, log, batches=6, rows=50, flush_each=True)
+    log.close()
+    assert len(list(directory.glob("decisions-*.parquet"))) >= 2
+    assert pd.read_parquet(directory)["transaction_id"].tolist() == ids
+
+
 def test_active_segment_is_readable_before_close(pipeline: ScoringPipeline, tmp_path: Path) -> None:
     """After flush() the rows of the segment still being written are visible to readers."""
     directory = tmp_path / "decisions"
