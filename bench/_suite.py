@@ -98,8 +98,9 @@ class Figures:
     @property
     def main_thread_us_per_transaction(self) -> float:
         """Server CPU time per answered transaction on the event loop's thread; the rest is the other threads'."""
-        return self.server_main_thread_cpu_s * 1e6 / self.transactions_ok_total if self.transactions_ok_total \
-            else float("nan")
+        if not self.transactions_ok_total:
+            return float("nan")
+        return self.server_main_thread_cpu_s * 1e6 / self.transactions_ok_total
 
     @property
     def transactions_per_cpu_s(self) -> float:

@@ -21,10 +21,7 @@ from models import ModelRunner, combine_scores
 from rules_engine import RuleSet
 from server._policy import ALLOW, BLOCK, CHALLENGE, ActionPolicy, hit_floors
 
-__all__ = [
-    "MIN_MODEL_POINTS", "DecisionSink", "Decisions", "ScoringPipeline", "Snapshot", "decide", "max_action",
-    "model_reason_rows",
-]
+__all__ = ["MIN_MODEL_POINTS", "DecisionSink", "Decisions", "ScoringPipeline", "Snapshot", "decide", "max_action"]
 
 _CHANNEL = FEATURE_INDEX["channel"]
 # A reply or an alert names the model's features among its reasons when the model added at least this many points.
@@ -62,8 +59,9 @@ class Decisions:
     challenger_probability: np.ndarray | None = None
     degraded_reason: str = ""  # set when part of the pipeline was skipped for the whole batch
     extra: dict[str, object] = field(default_factory=dict)
-    # Row -> ModelRunner.explain() of the rows of model_reason_rows(), worked out once by ScoringPipeline.run for
-    # the reply and the alert alike (empty from decide() alone: consumers then explain rows themselves).
+    # Row -> ModelRunner.explain() of the rows above ALLOW to which the model added at least MIN_MODEL_POINTS,
+    # worked out once by ScoringPipeline.run for the reply and the alert alike (empty from decide() alone:
+    # consumers then explain rows themselves).
     explanations: dict[int, list[tuple[str, float]]] = field(default_factory=dict)
 
 
@@ -73,15 +71,6 @@ def max_action(actions: np.ndarray) -> int:
     if len(actions) <= 32 and actions.dtype == np.int8:
         return max(actions.tobytes(), default=0)
     return int(actions.max(initial=0))
-
-
-def model_reason_rows(decisions: Decisions) -> np.ndarray:
-    """Rows above ALLOW to which the model added at least MIN_MODEL_POINTS: their reasons name its features."""
-    if max_action(decisions.actions) <= ALLOW:
-        return np.empty(0, dtype=np.intp)
-    return np.flatnonzero(
-        (decisions.actions > ALLOW) & decisions.used_model & (decisions.model_points >= MIN_MODEL_POINTS)
-    )
 
 
 class DecisionSink(Protocol):
@@ -176,7 +165,7 @@ class ScoringPipeline:
         else:
             parts = [(rows, self._run_wave(snap, txns[rows], use_model[rows])) for rows in waves]
             decisions = _merge(snap, n, parts)
-        if snap.model is not None and max_action(decisions.actions) > ALLOW:
+        if snap.model is not None and max_action(decisions.actions) > ALLOW:  # else no row shows model reasons
             self._explain(snap.model, decisions)
         if self._sinks and txn_ids is not None:
             if extra:
@@ -191,7 +180,9 @@ class ScoringPipeline:
 
     def _explain(self, model: ModelRunner, decisions: Decisions) -> None:
         """Model explanations of the rows whose reply and alert show model reasons, from one tree walk."""
-        rows = model_reason_rows(decisions)
+        rows = np.flatnonzero(
+            (decisions.actions > ALLOW) & decisions.used_model & (decisions.model_points >= MIN_MODEL_POINTS)
+        )
         if not rows.size:
             return
         try:
