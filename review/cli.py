@@ -341,8 +341,17 @@ def _report(argv: Sequence[str]) -> int:
     except (ReviewError, OSError, json.JSONDecodeError) as exc:
         print(f"outpost report: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} ({len(page) // 1024} KiB)")
+    _wrote(args.out, page)
     return 0
+
+
+def _wrote(out: Path, page: str) -> None:
+    from review._charts import chart_text
+
+    print(f"wrote {out} ({len(page) // 1024} KiB)")
+    if chart_text().cjk_family is None:
+        print("charts are in English only: no CJK font found. Install one (Debian: apt-get install "
+              "fonts-wqy-microhei), delete ~/.cache/matplotlib/fontlist-*.json, and run this again.", file=sys.stderr)
 
 
 def _investigate(argv: Sequence[str]) -> int:
@@ -378,7 +387,7 @@ def _investigate(argv: Sequence[str]) -> int:
     except (ReviewError, ModelError, ServerError, OSError) as exc:
         print(f"outpost investigate: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} ({len(page) // 1024} KiB)")
+    _wrote(args.out, page)
     return 0
 
 

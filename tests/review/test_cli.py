@@ -46,6 +46,8 @@ def test_backtest_report_and_investigate_commands(
     assert cli.main(["report", "backtest", "--scores", str(tmp_path / "scores.csv"), "--report-json",
                      str(tmp_path / "report.json"), "--out", str(tmp_path / "report.html")]) == 0
     assert (tmp_path / "report.html").read_text(encoding="utf-8").count("data:image/png;base64,") >= 6
+    # conftest pins "no CJK font": the analyst is told why the charts are English and what to install
+    assert "fonts-wqy-microhei" in capsys.readouterr().err
 
     account = bank.loc[bank["is_fraud"] == 1, "account_id"].iloc[0]
     assert cli.main(["investigate", str(account), "--data", str(bank_csv),
