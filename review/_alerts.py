@@ -463,13 +463,14 @@ def _model_explanations(item: _NewAlerts) -> dict[int, list[tuple[str, float]]]:
 
 
 def _reasons(
-    item: _NewAlerts, i: int, explained: dict[int, list[tuple[str, float]]] | None = None
+    item: _NewAlerts, i: int, hit_cols: list[int], explained: dict[int, list[tuple[str, float]]] | None = None
 ) -> list[dict[str, Any]]:
+    """Row ``i``'s reasons; ``hit_cols`` are the columns of every rule it hit (shadow rules are skipped here)."""
     snap = item.snapshot
     rules = snap.rules
     x = item.features[i]
     reasons: list[dict[str, Any]] = []
-    for j in np.flatnonzero(item.hits[i]).tolist():
+    for j in hit_cols:
         if not rules.active[j]:
             continue
         rule = rules.rules[j]
@@ -520,7 +521,7 @@ def _alert_rows(item: _NewAlerts) -> Iterator[tuple[Any, ...]]:
     for i, txn_id in enumerate(item.ids):
         hit_cols = np.flatnonzero(item.hits[i]).tolist()
         try:
-            reasons = _reasons(item, i, explained)
+            reasons = _reasons(item, i, hit_cols, explained)
         except Exception as exc:  # a reason template or explanation failing must not lose the alert
             log.error("alert_reasons_failed", transaction_id=txn_id, error=str(exc))
             reasons = []
