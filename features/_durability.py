@@ -127,7 +127,7 @@ class Recovered:
 
 def _read_segment(path: Path, truncate: bool) -> np.ndarray:
     data = path.read_bytes()
-    parts: list[np.ndarray] = []
+    parts: list[bytes] = []
     pos = 0
     while pos + _HEADER.size <= len(data):
         magic, count, crc, _ = _HEADER.unpack_from(data, pos)
@@ -137,7 +137,7 @@ def _read_segment(path: Path, truncate: bool) -> np.ndarray:
         payload = data[pos + _HEADER.size : end]
         if zlib.crc32(payload) != crc:
             break
-        parts.append(np.frombuffer(payload, dtype=LOG_DTYPE).copy())
+        parts.append(payload)
         pos = end
     if pos != len(data) and not truncate:
         if len(data.rstrip(b"\0")) > pos:  # not just zero-filled space that was never written
@@ -148,7 +148,13 @@ def _read_segment(path: Path, truncate: bool) -> np.ndarray:
             handle.truncate(pos)
             handle.flush()
             os.fsync(handle.fileno())
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=LOG_DTYPE)
+    return _records(parts)
+
+
+def _records(payloads: list[bytes]) -> np.ndarray:
+    """One writable LOG_DTYPE array of raw record bytes. Joined as bytes: np.concatenate copies this aligned
+    structured dtype field by field, about 40 times slower, and leaves the padding bytes undefined."""
+    return np.frombuffer(bytearray(b"".join(payloads)), dtype=LOG_DTYPE)
 
 
 def _load_snapshot(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
@@ -201,7 +207,7 @@ def read_data_dir(data_dir: Path, fingerprint: str) -> Recovered:
         total = max(total, first + len(records))
     if snapshot is None and covered == 0 and segments and segments[0][0] != 0:
         raise RecoveryError(f"no usable snapshot and the log starts at record {segments[0][0]}; restore the snapshot")
-    records = np.concatenate(parts) if parts else np.zeros(0, dtype=LOG_DTYPE)
+    records = parts[0] if len(parts) == 1 else _records([part.tobytes() for part in parts])
     return Recovered(snapshot=snapshot, covered=covered, records=records, total=covered + len(records))
 
 
@@ -276,7 +282,8 @@ class DurableLog:
         assert self._fd is not None
         if not pending:
             return 0
-        payload = np.concatenate(pending).tobytes()
+        # Joined as bytes (see _records); the records' padding bytes are zero as FeatureEngine builds them.
+        payload = b"".join([records.tobytes() for records in pending])
         count = len(payload) // LOG_DTYPE.itemsize
         block = memoryview(_HEADER.pack(_MAGIC, count, zlib.crc32(payload), 0) + payload)
         start = self._used

@@ -46,10 +46,46 @@ class StateBackend(Protocol):
 def _check_txns(txns: np.ndarray) -> np.ndarray:
     if not isinstance(txns, np.ndarray) or txns.dtype != TXN_DTYPE or txns.ndim != 1:
         raise FeatureError("transactions must be a 1-d numpy array of features.TXN_DTYPE (use new_batch/encode_frame)")
-    if txns.size and not txns["account_key"].all():
+    if np.count_nonzero(txns["account_key"]) != txns.size:  # count_nonzero: a quarter of .all()'s cost on few rows
         row = int(np.flatnonzero(txns["account_key"] == 0)[0])
         raise FeatureError(f"row {row} has account_key 0; every transaction needs an account_id")
     return txns
+
+
+def _padding(dtype: np.dtype) -> np.ndarray:
+    """Byte offsets of a structured ``dtype`` that no field covers (alignment padding)."""
+    covered = np.zeros(dtype.itemsize, dtype=bool)
+    for field in (dtype.fields or {}).values():
+        covered[field[1] : field[1] + field[0].itemsize] = True
+    return np.flatnonzero(~covered)
+
+
+def _offset(dtype: np.dtype, name: str) -> int:
+    fields = dtype.fields
+    assert fields is not None
+    return int(fields[name][1])
+
+
+_TXN_BYTES = TXN_DTYPE.itemsize
+_TXN_PADDING = _padding(TXN_DTYPE)  # zeroed in the log, as a field-by-field copy leaves it
+_KIND = _offset(LOG_DTYPE, "kind")
+_BLOCKED = _offset(LOG_DTYPE, "blocked")
+
+
+def _log_records(txns: np.ndarray, applied: np.ndarray, blocked: np.ndarray) -> np.ndarray:
+    """The durable log's records of the applied rows, built through byte views: assigning a structured field
+    (``records["txn"] = ...``) converts field by field, several times the cost of copying the bytes."""
+    n_applied = np.count_nonzero(applied)
+    if n_applied != len(txns):
+        txns, blocked = txns[applied], blocked[applied]
+    records = np.zeros(n_applied, dtype=LOG_DTYPE)
+    raw = records.view(np.uint8).reshape(n_applied, LOG_DTYPE.itemsize)
+    raw[:, :_TXN_BYTES] = np.ascontiguousarray(txns).view(np.uint8).reshape(n_applied, _TXN_BYTES)
+    if _TXN_PADDING.size:
+        raw[:, _TXN_PADDING] = 0
+    raw[:, _KIND] = KIND_TXN
+    raw[:, _BLOCKED] = blocked
+    return records
 
 
 class FeatureEngine:
@@ -132,7 +168,7 @@ class FeatureEngine:
         if self._last is not None and self._last_handles is not None:
             self.commit(self._last, self._last_handles, np.zeros(len(self._last), dtype=np.bool_))
         features, handles = self._backend.score(txns)
-        if (handles >= 0).any():
+        if np.count_nonzero(handles >= 0):
             self._last, self._last_handles = txns, handles
         else:
             self._last, self._last_handles = None, None
@@ -148,18 +184,13 @@ class FeatureEngine:
         if blocked.shape != handles.shape or len(txns) != len(handles):
             raise EngineStateError("commit() needs txns, handles and blocked of the same length as the score() call")
         if self._last is None:
-            if not (handles >= 0).any():
+            if not np.count_nonzero(handles >= 0):
                 return  # a pure dry run: nothing to finalise
             raise EngineStateError("commit() without a pending score(); call score() first")
         self._backend.commit(txns, handles, blocked)
         self._last, self._last_handles = None, None
         if self._log is not None:
-            applied = handles >= 0
-            records = np.zeros(int(applied.sum()), dtype=LOG_DTYPE)
-            records["txn"] = txns[applied]
-            records["kind"] = KIND_TXN
-            records["blocked"] = blocked[applied]
-            self._log.append(records)
+            self._log.append(_log_records(txns, handles >= 0, blocked))
             every = self._config.snapshot_every
             if every and self._log.records_since_snapshot >= every:
                 self.snapshot()

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features import FeatureConfig, FeatureEngine, RecoveryError
+from features import TXN_DTYPE, FeatureConfig, FeatureEngine, RecoveryError
+from features._durability import KIND_TXN, read_data_dir
 from tests.features.features_workload import Call, Outcome, Workload, generate
 
 
@@ -115,6 +116,40 @@ def test_segments_are_preallocated_and_recovery_cuts_the_unused_tail(tmp_path: P
     recovered = FeatureEngine.open(config, data_dir=tmp_path)
     assert used <= segment.stat().st_size < len(data)
     assert np.array_equal(probe_features(recovered, work), probe_features(reference_engine(config, work.steps), work))
+
+
+def test_log_records_hold_the_applied_rows_field_by_field_with_padding_zeroed(
+    tmp_path: Path, config: FeatureConfig
+) -> None:
+    """The log keeps each applied row's fields and blocked flag (dry-run rows are not logged); the alignment padding
+    between the record's fields is written as zeros even when the caller's array holds other bytes there."""
+    work = generate(config, seed=21, rows=300)
+    calls = [step for step in work.steps if isinstance(step, Call)]
+    assert any((c.txns["apply"] == 0).any() for c in calls) and any(c.blocked.any() for c in calls)
+    covered = np.zeros(TXN_DTYPE.itemsize, dtype=bool)
+    for field in (TXN_DTYPE.fields or {}).values():
+        covered[field[1] : field[1] + field[0].itemsize] = True
+    assert not covered.all(), "TXN_DTYPE has no padding any more: this test checks nothing"
+    for call in calls:  # garbage in the padding bytes
+        call.txns.view(np.uint8).reshape(len(call.txns), -1)[:, ~covered] = 0xAB
+    engine = FeatureEngine.open(config, data_dir=tmp_path)
+    feed(engine, work.steps)
+    engine.sync()
+    recovered = read_data_dir(tmp_path, (tmp_path / "FINGERPRINT").read_text(encoding="utf-8"))
+    logged = recovered.records[recovered.records["kind"] == KIND_TXN]
+    applied = [c.txns["apply"] != 0 for c in calls]
+    expected = np.concatenate([c.txns[a] for c, a in zip(calls, applied, strict=True)])
+    assert len(logged) == len(expected) > 0
+    for name in TXN_DTYPE.names or ():
+        assert np.array_equal(logged["txn"][name], expected[name]), name
+    blocked = np.concatenate([c.blocked[a] for c, a in zip(calls, applied, strict=True)])
+    assert np.array_equal(logged["blocked"], blocked)
+    # The file's own bytes (indexing a structured array copies it field by field, padding left undefined).
+    records = recovered.records
+    assert records.flags.c_contiguous
+    raw = records.view(np.uint8).reshape(len(records), -1)[records["kind"] == KIND_TXN]
+    assert not raw[:, : TXN_DTYPE.itemsize][:, ~covered].any()
+    engine.close()
 
 
 def test_unused_tail_of_an_earlier_segment_is_not_damage(tmp_path: Path) -> None:
