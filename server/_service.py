@@ -51,7 +51,7 @@ class RuleHitCounter:
         self.counts = np.zeros(n_rules, dtype=np.int64)
 
     def record(self, txn_ids: object, txns: np.ndarray, decisions: Decisions) -> None:
-        if decisions.snapshot.rules.version == self.version and decisions.hits.any():
+        if decisions.snapshot.rules.version == self.version and np.count_nonzero(decisions.hits):
             self.counts += decisions.hits.sum(axis=0, dtype=np.int64)
 
 
@@ -71,7 +71,10 @@ class _RecentTransactions:
     def record(self, txn_ids: list[str], txns: np.ndarray, decisions: Decisions) -> None:
         counterparties = txns["counterparty_key"].tolist()
         applied = txns["apply"]
-        if applied.all():
+        if len(counterparties) == 1:  # a lone call: no zip, no numpy reduction
+            if applied[0]:
+                self._current[txn_ids[0]] = counterparties[0]
+        elif np.count_nonzero(applied) == len(counterparties):
             self._current.update(zip(txn_ids, counterparties, strict=True))
         else:
             self._current.update(
