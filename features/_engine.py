@@ -77,7 +77,8 @@ def _log_records(txns: np.ndarray, applied: np.ndarray, blocked: np.ndarray) -> 
     (``records["txn"] = ...``) converts field by field, several times the cost of copying the bytes."""
     n_applied = np.count_nonzero(applied)
     if n_applied != len(txns):
-        txns, blocked = txns[applied], blocked[applied]
+        rows = np.flatnonzero(applied)
+        txns, blocked = txns.take(rows), blocked[rows]
     records = np.zeros(n_applied, dtype=LOG_DTYPE)
     raw = records.view(np.uint8).reshape(n_applied, LOG_DTYPE.itemsize)
     raw[:, :_TXN_BYTES] = np.ascontiguousarray(txns).view(np.uint8).reshape(n_applied, _TXN_BYTES)

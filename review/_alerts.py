@@ -369,7 +369,7 @@ class AlertSink:
             ids=[txn_ids[i] for i in picked],
             account_ids=_texts(account_ids, rows),
             counterparty_ids=_texts(counterparty_ids, rows),
-            txns=txns[rows],
+            txns=txns.take(rows),
             features=decisions.features[rows],
             hits=decisions.hits[rows],
             rule_points=decisions.rule_points[rows],

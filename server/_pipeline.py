@@ -163,7 +163,8 @@ class ScoringPipeline:
         if len(waves) == 1:
             decisions = self._run_wave(snap, txns, use_model)
         else:
-            parts = [(rows, self._run_wave(snap, txns[rows], use_model[rows])) for rows in waves]
+            # take(): fancy indexing copies this structured dtype field by field, several times slower.
+            parts = [(rows, self._run_wave(snap, txns.take(rows), use_model[rows])) for rows in waves]
             decisions = _merge(snap, n, parts)
         if snap.model is not None and max_action(decisions.actions) > ALLOW:  # else no row shows model reasons
             self._explain(snap.model, decisions)
