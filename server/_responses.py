@@ -166,7 +166,9 @@ class BatchReply:
         policy: ActionPolicy,
         degraded_reason: str,
         transaction_ids: Sequence[str],
+        explain: np.ndarray | None = None,
     ) -> None:
+        """``explain`` is the requests' explain flags, if the caller read them already (bool, row-aligned)."""
         n = len(requests)
         if len(decisions.actions) != n or len(transaction_ids) != n:
             raise ValueError(
@@ -184,7 +186,8 @@ class BatchReply:
                                              transaction_ids=transaction_ids, into=self._message.responses)
             return
         hit_rules = _active_hits(decisions)
-        explain = np.fromiter((r.explain for r in requests), dtype=bool, count=n)
+        if explain is None:
+            explain = np.fromiter((r.explain for r in requests), dtype=bool, count=n)
         detailed = _detailed_rows(decisions, explain, hit_rules)
         self._plain = ~detailed
         explained = _model_explanations(decisions, requests, hit_rules, explain)

@@ -125,22 +125,23 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
                 ],
             )
         # The compiled decoder reads the requests from the call's own bytes.
-        violations, records = self._validator.check_and_encode_wire(requests, call.data, _now_us())
+        violations, batch = self._validator.check_and_encode_wire(requests, call.data, _now_us())
         if violations:
             await abort_invalid(context, violations)
-        assert records is not None
+        assert batch is not None
         use_model, degraded = self._model_budget(context)
         assert service.pipeline is not None and service.commit is not None
         started = time.perf_counter_ns()
         service.in_flight += 1
         try:
-            ids = [r.transaction.transaction_id for r in requests]
+            ids = batch.transaction_ids
             decisions = service.pipeline.run(
-                records, use_model=np.full(len(ids), use_model), txn_ids=ids, extra=review_extra(requests)
+                batch.records, use_model=np.full(len(ids), use_model), txn_ids=ids, extra=review_extra(requests)
             )
             seq = service.commit.mark()
             reply = BatchReply(
-                decisions, requests, policy=service.policy, degraded_reason=degraded, transaction_ids=ids
+                decisions, requests, policy=service.policy, degraded_reason=degraded, transaction_ids=ids,
+                explain=batch.explain,
             )
             await service.commit.wait(seq)
         finally:

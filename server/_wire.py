@@ -18,14 +18,14 @@ Scalars and strings sent twice keep the last value, as protobuf parsers do.
 
 from __future__ import annotations
 
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import numba
 import numpy as np
 
 from features import NO_BALANCE, NO_TIME, TXN_DTYPE, FeatureConfig, stable_key_bytes
 
-__all__ = ["OK", "PYTHON", "WireDecoder", "warm"]
+__all__ = ["OK", "PYTHON", "DecodedBatch", "WireDecoder", "warm"]
 
 # Numba keys the cache of these kernels on this file's own timestamp and size, yet they compile in code and
 # constants from the files below (stable_key_bytes, NO_TIME, NO_BALANCE). So a change there must change this
@@ -52,7 +52,7 @@ _SAFE_PRODUCT = 1 << 62  # 2 * amount * p must stay below this
 _T_ID, _T_EVENT, _T_ACCOUNT, _T_CP, _T_AMOUNT, _T_CURRENCY, _T_TYPE, _T_CHANNEL = 0, 2, 5, 7, 9, 10, 12, 13
 _T_DEVICE, _T_COUNTRY, _T_REGION, _T_MCC, _T_BANK, _T_CP_COUNTRY, _T_BRANCH = 14, 16, 18, 20, 22, 24, 26
 _C_ID, _C_BIRTH, _C_AGE, _C_OPENED, _C_BALANCE, _C_BAL_CURRENCY, _C_LEVEL, _C_EMPLOYEE = 28, 30, 33, 34, 37, 38, 40, 41
-_R_TXN, _R_CUSTOMER, _R_LOCALE, _R_DRY_RUN = 42, 43, 44, 46
+_R_TXN, _R_CUSTOMER, _R_LOCALE, _R_DRY_RUN, _R_EXPLAIN = 42, 43, 44, 46, 47
 _SLOTS = 48
 
 # Positions, sizes and values inside the kernels: Python ints or numpy int64s alike (numba types them itself).
@@ -218,9 +218,9 @@ def _request(buf: np.ndarray, pos: _Int, end: _Int, f: np.ndarray) -> bool:
                 f[presence] = 1
                 if not _fields(buf, start, pos, _TRANSACTION if number == 1 else _CUSTOMER, f):
                     return False
-        elif number == 5:  # dry_run (explain, field 4, does not change the record)
+        elif number == 5 or (number == 4 and wire_type == 0):  # dry_run, explain (for the reply)
             value, pos = _scalar(buf, pos, end, wire_type)
-            f[_R_DRY_RUN] = 1 if value != 0 else 0
+            f[_R_DRY_RUN if number == 5 else _R_EXPLAIN] = 1 if value != 0 else 0
         else:
             pos = _skip(buf, pos, end, wire_type)
     return pos == end
@@ -328,8 +328,11 @@ def _decode(
     codes: np.ndarray,
     ratios: np.ndarray,
     enums: np.ndarray,
+    id_spans: np.ndarray,
+    explain: np.ndarray,
 ) -> _Int:
-    """Decode a ScoreBatchRequest into ``out`` / ``status``; returns the number of requests found.
+    """Decode a ScoreBatchRequest into ``out`` / ``status`` / ``id_spans`` / ``explain``; returns the number of
+    requests found.
 
     ``params``: now_us, max_skew_us, home country's two bytes. ``enums``: (3, 256) accepted values of
     TransactionType, Channel and RiskLevel.
@@ -356,6 +359,9 @@ def _decode(
         ok = _request(buf, start, pos, f) and _row(buf, f, out, n, now_us, max_skew, home0, home1, locales,
                                                    locale_sizes, codes, ratios, enums)
         status[n] = OK if ok else PYTHON
+        id_spans[n, 0] = f[_T_ID]
+        id_spans[n, 1] = f[_T_ID + 1]
+        explain[n] = f[_R_EXPLAIN]
         n += 1
     return n
 
@@ -477,6 +483,21 @@ def _row(
     return True
 
 
+class DecodedBatch(NamedTuple):
+    """What ``WireDecoder.decode`` read. Rows whose status is ``PYTHON`` have undefined values in every array."""
+
+    records: np.ndarray  # (n,) TXN_DTYPE
+    status: np.ndarray  # (n,) int8: OK or PYTHON
+    id_spans: np.ndarray  # (n, 2) int64: start and end of the transaction_id's bytes in the wire
+    explain: np.ndarray  # (n,) bool: the request's explain flag
+
+    def transaction_ids(self, wire: bytes) -> list[str]:
+        """Each row's transaction_id (printable ASCII in OK rows); ``""`` in PYTHON rows."""
+        ok = (self.status == OK).tolist()
+        return [wire[s:e].decode("ascii") if good else "" for (s, e), good in zip(self.id_spans.tolist(), ok,
+                                                                                   strict=True)]
+
+
 class WireDecoder:
     """Decodes ScoreBatchRequest bytes into records with the checks of the Python path, for one feature config."""
 
@@ -499,21 +520,23 @@ class WireDecoder:
                 if 0 <= value < 256:
                     self._enums[row, value] = 1
 
-    def decode(self, wire: bytes, count: int, now_us: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """(records, status) for the ``count`` requests in ``wire``; None when the bytes hold another count.
+    def decode(self, wire: bytes, count: int, now_us: int) -> DecodedBatch | None:
+        """The ``count`` requests in ``wire``; None when the bytes hold another count.
 
         ``status[i]`` is ``OK`` when row i is accepted and its record written, ``PYTHON`` when the Python path
         must decide request i (its record row is then undefined).
         """
         out = np.empty(count, dtype=TXN_DTYPE)
         status = np.empty(count, dtype=np.int8)
+        id_spans = np.empty((count, 2), dtype=np.int64)
+        explain = np.empty(count, dtype=np.bool_)
         params = np.array([now_us, self._max_skew_us, self._home[0], self._home[1]], dtype=np.int64)
         buf = np.frombuffer(wire, dtype=np.uint8)
         found = int(_decode(buf, out, status, params, self._locales, self._locale_sizes, self._codes, self._ratios,
-                            self._enums))
+                            self._enums, id_spans, explain))
         if found != count:
             return None
-        return out, status
+        return DecodedBatch(out, status, id_spans, explain)
 
 
 def warm() -> None:

@@ -97,8 +97,16 @@ def _expected(
 def _wire(
     validator: RequestValidator, reqs: list[pb.ScoreRequest], now: int
 ) -> tuple[list[FieldViolation], np.ndarray | None]:
-    """The ScoreBatch path: the batch's bytes through the compiled decoder."""
-    return validator.check_and_encode_wire(reqs, pb.ScoreBatchRequest(requests=reqs).SerializeToString(), now)
+    """The ScoreBatch path: the batch's bytes through the compiled decoder (its ids and explain flags checked
+    against the parsed messages here)."""
+    violations, batch = validator.check_and_encode_wire(
+        reqs, pb.ScoreBatchRequest(requests=reqs).SerializeToString(), now
+    )
+    if batch is None:
+        return violations, None
+    assert batch.transaction_ids == [r.transaction.transaction_id for r in reqs]
+    assert batch.explain.tolist() == [r.explain for r in reqs]
+    return violations, batch.records
 
 
 def _assert_same_records(got: np.ndarray, want: np.ndarray) -> None:
@@ -310,7 +318,7 @@ def test_the_compiled_decoder_decides_simulated_traffic_itself(traffic: list[pb.
     wire = pb.ScoreBatchRequest(requests=traffic).SerializeToString()
     decoded = _decoder().decode(wire, len(traffic), now)
     assert decoded is not None
-    records, status = decoded
+    records, status = decoded.records, decoded.status
     assert np.count_nonzero(status) == 0
     _assert_same_records(records, encode_requests(traffic, CONFIG))
 
@@ -326,7 +334,7 @@ def test_the_compiled_decoder_accepts_exactly_what_python_accepts(traffic: list[
         valid = not validator.score_request(req, now)
         decoded = decoder.decode(pb.ScoreBatchRequest(requests=[req]).SerializeToString(), 1, now)
         assert decoded is not None
-        records, status = decoded
+        records, status = decoded.records, decoded.status
         if status[0] == OK:
             assert valid, f"{name}: accepted by the decoder, rejected by score_request"
             _assert_same_records(records, encode_requests([req], CONFIG))

@@ -76,10 +76,12 @@ def _check(wire: bytes, now: int, config: FeatureConfig | None = None) -> np.nda
     else:
         assert got is not None
         for name in want.dtype.names or ():
-            assert np.array_equal(got[name], want[name]), name
+            assert np.array_equal(got.records[name], want[name]), name
+        assert got.transaction_ids == [r.transaction.transaction_id for r in reqs]
+        assert got.explain.tolist() == [r.explain for r in reqs]
     decoded = _decoder(config).decode(wire, len(reqs), now)
     assert decoded is not None
-    return decoded[1]
+    return decoded.status
 
 
 Case = Callable[[pb.ScoreRequest], bytes]
@@ -114,6 +116,10 @@ CASES: dict[str, tuple[Case, int]] = {
         lambda r: _field(1, 2, _without_event_time(r) + _field(2, 2, _field(9, 0, 1) + _field(
             1, 0, r.transaction.event_time.seconds))), OK),
     "explain with a wrong wire type": (lambda r: r.SerializeToString() + _field(4, 2, b"yes"), OK),
+    "explain set, then sent with a wrong wire type": (
+        lambda r: r.SerializeToString() + _field(4, 0, 3) + _field(4, 2, b"no"), OK),
+    "explain set, then cleared by its last copy": (
+        lambda r: r.SerializeToString() + _field(4, 0, 1) + _field(4, 0, 0), OK),
     "dry_run with a wrong wire type": (lambda r: r.SerializeToString() + _field(5, 2, b"1"), PYTHON),
     "amount with a wrong wire type": (lambda r: _field(1, 2, _txn_bytes(r) + _field(5, 1, b"\1" * 8)), PYTHON),
     "transaction sent twice (merged)": (
@@ -169,8 +175,9 @@ def test_truncated_or_miscounted_bytes_fall_back_to_the_parsed_messages(base: li
     assert decoder.decode(wire, 5, now) is None
     reqs = list(base[:4])
     validator = RequestValidator(FeatureConfig(), max_skew_days=SKEW_DAYS)
-    violations, records = validator.check_and_encode_wire(reqs, wire[:-3], now)
-    assert violations == [] and records is not None and len(records) == 4
+    violations, batch = validator.check_and_encode_wire(reqs, wire[:-3], now)
+    assert violations == [] and batch is not None and len(batch.records) == 4
+    assert batch.transaction_ids == [r.transaction.transaction_id for r in reqs]
 
 
 def test_amounts_worth_too_much_once_converted_are_rejected_with_a_reason(base: list[pb.ScoreRequest]) -> None:
