@@ -280,7 +280,9 @@ def _detailed(
     rules = snap.rules
     x = decisions.features[row]
     action = int(decisions.actions[row])
-    reasons: list[tuple[float, str, pb.Reason]] = []
+    # (points, code, message, source, contribution, typology): messages are made for the ranked reasons only, in
+    # place in the reply (a Reason built apart is copied again when the reply takes it).
+    reasons: list[tuple[float, str, str, int, float, str]] = []
     hit_ids: list[str] = []
     guidance = ""
     best_guidance_points = -1.0
@@ -288,19 +290,7 @@ def _detailed(
         rule = rules.rules[j]
         points = float(decisions.rule_points[row, j])
         hit_ids.append(rule.id)
-        reasons.append(
-            (
-                points,
-                rule.id,
-                pb.Reason(
-                    code=rule.id,
-                    message=rules.reason(j, x, locale),
-                    source=pb.RULE,
-                    contribution=round(points, 2),
-                    typology=rule.typology,
-                ),
-            )
-        )
+        reasons.append((points, rule.id, rules.reason(j, x, locale), pb.RULE, round(points, 2), rule.typology))
         if points > best_guidance_points and (rule.guidance_zh or rule.guidance_en):
             text = rules.guidance(j, x, locale)
             if text:
@@ -313,34 +303,25 @@ def _detailed(
         total = sum(c for _, c in contributions)
         for name, c in contributions:
             share = model_points * (c / total) if total > 0 else model_points / max(len(contributions), 1)
-            reasons.append(
-                (
-                    share,
-                    f"M_{name}",
-                    pb.Reason(
-                        code=f"M_{name}",
-                        message=model_reason(name, float(x[FEATURE_INDEX[name]]), locale),
-                        source=pb.MODEL,
-                        contribution=round(share, 2),
-                    ),
-                )
-            )
+            message = model_reason(name, float(x[FEATURE_INDEX[name]]), locale)
+            reasons.append((share, f"M_{name}", message, pb.MODEL, round(share, 2), ""))
     reasons.sort(key=lambda r: -r[0])
-    seen: set[str] = set()
-    ranked: list[pb.Reason] = []
-    for _, code, reason in reasons:
-        if code in seen or reason.message in seen:
-            continue
-        seen.update((code, reason.message))
-        ranked.append(reason)
-        if len(ranked) == _MAX_REASONS:
-            break
     at_counter = int(x[_CHANNEL]) == _TELLER and action > ALLOW
     guidance = (guidance or policy.teller_text(action, locale)) if at_counter else ""
     response.transaction_id = transaction_id
     response.risk_score = int(decisions.risk[row])
     response.action = action  # type: ignore[assignment]
-    response.reasons.extend(ranked)
+    seen: set[str] = set()
+    ranked = 0
+    add = response.reasons.add
+    for _, code, message, source, contribution, typology in reasons:
+        if code in seen or message in seen:
+            continue
+        seen.update((code, message))
+        add(code=code, message=message, source=source, contribution=contribution, typology=typology)
+        ranked += 1
+        if ranked == _MAX_REASONS:
+            break
     response.model_probability = float(decisions.probability[row])
     response.ruleset_version = rules.version
     response.model_version = snap.model_version if decisions.used_model[row] else ""
