@@ -67,7 +67,7 @@ def _offset(dtype: np.dtype, name: str) -> int:
 
 
 _TXN_BYTES = TXN_DTYPE.itemsize
-_TXN_PADDING = _padding(TXN_DTYPE)  # zeroed in the log, as a field-by-field copy leaves it
+_TXN_PADDING = _padding(TXN_DTYPE)  # zeroed in the records: the byte copy would carry the caller's padding bytes
 _KIND = _offset(LOG_DTYPE, "kind")
 _BLOCKED = _offset(LOG_DTYPE, "blocked")
 

@@ -229,13 +229,14 @@ class Metrics:
     def record(self, txn_ids: object, txns: np.ndarray, decisions: Decisions) -> None:
         hot = self._hot
         n = len(txns)
+        rows = zip(txns["channel"].tolist(), decisions.actions.tolist(), strict=True)
         pairs: dict[tuple[int, int], int]
         if n <= _SMALL_BATCH:  # building a Counter costs more than counting a few rows by hand
             pairs = {}
-            for pair in zip(txns["channel"].tolist(), decisions.actions.tolist(), strict=True):
+            for pair in rows:
                 pairs[pair] = pairs.get(pair, 0) + 1
         else:
-            pairs = collections.Counter(zip(txns["channel"].tolist(), decisions.actions.tolist(), strict=True))
+            pairs = collections.Counter(rows)
         hit_counts: list[tuple[tuple[str, str], int]] = []
         if np.count_nonzero(decisions.hits):  # a quarter of .any()'s cost on a batch of one
             counts = decisions.hits.sum(axis=0)

@@ -2,7 +2,8 @@
 
 ScoreBatch used to spend most of its per-transaction Python time reading protobuf fields one by one. This
 kernel walks the protobuf wire format of the whole batch in compiled code, applies the checks of
-``RequestValidator._scan`` and builds each record, keying identifiers with ``features.stable_key_bytes``.
+``RequestValidator._scan`` and builds each record, keying identifiers with ``features.stable_key_bytes``. It also
+notes where each transaction_id lies in the bytes and each request's explain flag, which the reply needs.
 
 It decides only the common case. A request it is not certain about gets status ``PYTHON`` and the caller sends
 it through the Python path, which decides validity and words any violation exactly as before:
@@ -493,9 +494,8 @@ class DecodedBatch(NamedTuple):
 
     def transaction_ids(self, wire: bytes) -> list[str]:
         """Each row's transaction_id (printable ASCII in OK rows); ``""`` in PYTHON rows."""
-        ok = (self.status == OK).tolist()
-        return [wire[s:e].decode("ascii") if good else "" for (s, e), good in zip(self.id_spans.tolist(), ok,
-                                                                                   strict=True)]
+        rows = zip(self.id_spans.tolist(), (self.status == OK).tolist(), strict=True)
+        return [wire[start:end].decode("ascii") if ok else "" for (start, end), ok in rows]
 
 
 class WireDecoder:
