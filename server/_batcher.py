@@ -23,6 +23,7 @@ its full length, which lets batches grow to many calls.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -219,20 +220,28 @@ class MicroBatcher:
 
     async def _score_alone(self, call: _Call) -> pb.ScoreResponse:
         """A batch of one, run in the caller's own task: failures raise to the caller as a queued call's would."""
-        seq, (response,) = self._decide([call])
+        seq, (response,), record = self._decide([call])
         self.stats.alone += 1
-        if not self._commit.settle(seq, 1):
-            await self._commit.wait(seq, 1)
+        try:
+            if not self._commit.settle(seq, 1):
+                await self._commit.wait(seq, 1)
+        finally:
+            asyncio.get_running_loop().call_soon(record)  # runs once this reply is handed to gRPC
         response.latency_us = (time.perf_counter_ns() - call.started_ns) // 1000
         return response
 
-    def _decide(self, batch: Sequence[_Call]) -> tuple[int, list[pb.ScoreResponse]]:
-        """Score ``batch`` through the pipeline: its commit sequence number and one response per call."""
+    def _decide(self, batch: Sequence[_Call]) -> tuple[int, list[pb.ScoreResponse], Callable[[], None]]:
+        """Score ``batch`` through the pipeline: its commit sequence number, one response per call, and the call that
+        hands the decisions to the pipeline's sinks. The batcher makes that call after the replies, which do not
+        wait on the decision log, the alert queue or the metrics (about 20 µs for a lone call, hot)."""
         records = np.array([p.record for p in batch], dtype=TXN_DTYPE)
         use_model = np.fromiter((p.use_model for p in batch), dtype=bool, count=len(batch))
         requests = [p.request for p in batch]
         ids = [r.transaction.transaction_id for r in requests]
-        decisions = self._pipeline.run(records, use_model=use_model, txn_ids=ids, extra=review_extra(requests))
+        decisions = self._pipeline.run(
+            records, use_model=use_model, txn_ids=ids, extra=review_extra(requests), record=False
+        )
+        record = functools.partial(self._pipeline.record, ids, records, decisions)
         seq = self._commit.mark()
         responses = build_responses(
             decisions,
@@ -243,34 +252,41 @@ class MicroBatcher:
         )
         self.stats.batches += 1
         self.stats.rows += len(batch)
-        return seq, responses
+        return seq, responses, record
 
     def _run(self, batch: list[_Pending]) -> None:
         try:
-            seq, responses = self._decide(batch)
+            seq, responses, record = self._decide(batch)
         except Exception as exc:
             self._fail(batch, exc)
             return
+        loop = asyncio.get_running_loop()
         try:
             settled = self._commit.settle(seq, len(batch))
         except Exception as exc:
             self._fail(batch, exc)
+            loop.call_soon(record)
             return
         if settled:
             self._answer(batch, responses)
+            loop.call_soon(record)  # after the callers' tasks, which _answer woke first
             return
         # Keep a reference: the loop only holds tasks weakly.
-        task = asyncio.get_running_loop().create_task(self._ack(batch, responses, seq))
+        task = loop.create_task(self._ack(batch, responses, seq, record))
         self._acks.add(task)
         task.add_done_callback(self._acks.discard)
 
-    async def _ack(self, batch: list[_Pending], responses: list[pb.ScoreResponse], seq: int) -> None:
+    async def _ack(
+        self, batch: list[_Pending], responses: list[pb.ScoreResponse], seq: int, record: Callable[[], None]
+    ) -> None:
         try:
             await self._commit.wait(seq, len(batch))
         except Exception as exc:
             self._fail(batch, exc)
-            return
-        self._answer(batch, responses)
+        else:
+            self._answer(batch, responses)
+        finally:
+            asyncio.get_running_loop().call_soon(record)
 
     @staticmethod
     def _fail(batch: list[_Pending], exc: Exception) -> None:

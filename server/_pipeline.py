@@ -147,11 +147,13 @@ class ScoringPipeline:
         use_model: np.ndarray | None = None,
         txn_ids: Sequence[str] | None = None,
         extra: Mapping[str, object] | None = None,
+        record: bool = True,
     ) -> Decisions:
         """Score ``txns`` in order, apply the rows whose ``apply`` flag is set, and return the decisions.
 
         ``extra`` is handed to the decision sinks in ``Decisions.extra`` (e.g. row-aligned raw account ids for the
-        alert queue, which the feature state never sees).
+        alert queue, which the feature state never sees). With ``record=False`` the sinks are left to the caller,
+        which calls ``record`` once its replies are on their way.
         """
         snap = self._snapshot  # one snapshot for the whole call
         n = len(txns)
@@ -168,16 +170,22 @@ class ScoringPipeline:
             decisions = _merge(snap, n, parts)
         if snap.model is not None and max_action(decisions.actions) > ALLOW:  # else no row shows model reasons
             self._explain(snap.model, decisions)
-        if self._sinks and txn_ids is not None:
-            if extra:
-                decisions.extra.update(extra)
-            for sink in self._sinks:
-                try:
-                    sink.record(txn_ids, txns, decisions)
-                except Exception as exc:  # a sink must never fail a score that is already committed
-                    if self.on_error is not None:
-                        self.on_error("decision_sink", exc)
+        if extra:
+            decisions.extra.update(extra)
+        if record:
+            self.record(txn_ids, txns, decisions)
         return decisions
+
+    def record(self, txn_ids: Sequence[str] | None, txns: np.ndarray, decisions: Decisions) -> None:
+        """Hand a decided batch to the decision sinks (decision log, alert queue, metrics, ...); none without ids."""
+        if not self._sinks or txn_ids is None:
+            return
+        for sink in self._sinks:
+            try:
+                sink.record(txn_ids, txns, decisions)
+            except Exception as exc:  # a sink must never fail a score that is already committed
+                if self.on_error is not None:
+                    self.on_error("decision_sink", exc)
 
     def _explain(self, model: ModelRunner, decisions: Decisions) -> None:
         """Model explanations of the rows whose reply and alert show model reasons, from one tree walk."""

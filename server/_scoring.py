@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -136,8 +137,11 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
         try:
             ids = batch.transaction_ids
             decisions = service.pipeline.run(
-                batch.records, use_model=np.full(len(ids), use_model), txn_ids=ids, extra=review_extra(requests)
+                batch.records, use_model=np.full(len(ids), use_model), txn_ids=ids, extra=review_extra(requests),
+                record=False,
             )
+            # The sinks run while this call waits for its sync (or, after an inline one, once the reply is sent).
+            asyncio.get_running_loop().call_soon(service.pipeline.record, ids, batch.records, decisions)
             seq = service.commit.mark()
             reply = BatchReply(
                 decisions, requests, policy=service.policy, degraded_reason=degraded, transaction_ids=ids,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from outpost.v1 import outpost_pb2 as pb
 
 from server._batcher import MicroBatcher
 from tests.server.conftest import RunningServer, txn
@@ -87,3 +90,55 @@ def test_a_lone_call_that_fails_is_answered_internal_and_the_next_is_scored(
     assert reply.transaction_id and failed == [True]
     stats = _batcher(server).stats
     assert stats.alone == 1 and stats.batches == 1  # the failed call counts as no batch
+
+
+class _SeenBySinks:
+    """A decision sink that notes each transaction id it receives and how many calls the server held then."""
+
+    def __init__(self, server: RunningServer) -> None:
+        self._gateway = server.app.gateway
+        self.ids: list[str] = []
+        self.in_flight: list[int] = []
+
+    def record(self, txn_ids: Sequence[str], txns: object, decisions: object) -> None:
+        self.ids.extend(txn_ids)
+        self.in_flight.append(self._gateway.in_flight)
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_sinks_get_every_call_once_after_its_reply(
+    server_factory: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    """Lone calls, a micro-batch and a ScoreBatch all reach the decision sinks, each call once. A lone call's
+    decisions reach them only after its handler has returned (no call in flight then): its reply waits on none."""
+    alone = server_factory(batch_wait_us=0)  # no waiting for company: each call scored alone, in its own task
+    seen = _SeenBySinks(alone)
+    assert alone.app.service.pipeline is not None
+    alone.app.service.pipeline.add_sink(seen)
+    lone = [txn(f"acct-sink-lone-{i}") for i in range(5)]
+    for request in lone:
+        alone.scoring.Score(request, timeout=30)
+    _wait_for(lambda: len(seen.ids) == len(lone))
+    assert seen.ids == [r.transaction.transaction_id for r in lone]
+    assert seen.in_flight == [0] * len(lone)
+    assert _batcher(alone).stats.alone == len(lone)
+
+    batching = server_factory(data_dir=tmp_path / "batching", batch_wait_us=50_000, batch_busy_share=0.0,
+                              batch_idle_share=0.0)
+    seen = _SeenBySinks(batching)
+    assert batching.app.service.pipeline is not None
+    batching.app.service.pipeline.add_sink(seen)
+    together = [txn(f"acct-sink-batch-{i}") for i in range(8)]
+    for future in [batching.scoring.Score.future(r, timeout=30) for r in together]:
+        future.result()
+    in_one_call = [txn(f"acct-sink-scorebatch-{i}") for i in range(40)]
+    batching.scoring.ScoreBatch(pb.ScoreBatchRequest(requests=in_one_call), timeout=30)
+    expected = [r.transaction.transaction_id for r in together + in_one_call]
+    _wait_for(lambda: len(seen.ids) >= len(expected))
+    assert sorted(seen.ids) == sorted(expected)
+    assert _batcher(batching).stats.batches < len(together)
