@@ -243,13 +243,17 @@ class MicroBatcher:
         )
         record = functools.partial(self._pipeline.record, ids, records, decisions)
         seq = self._commit.mark()
-        responses = build_responses(
-            decisions,
-            requests,
-            policy=self._policy(),
-            degraded_reason=[p.degraded_reason for p in batch],
-            transaction_ids=ids,
-        )
+        try:
+            responses = build_responses(
+                decisions,
+                requests,
+                policy=self._policy(),
+                degraded_reason=[p.degraded_reason for p in batch],
+                transaction_ids=ids,
+            )
+        except BaseException:
+            record()  # the batch is committed: the sinks see it even though its calls fail
+            raise
         self.stats.batches += 1
         self.stats.rows += len(batch)
         return seq, responses, record

@@ -142,3 +142,26 @@ def test_sinks_get_every_call_once_after_its_reply(
     _wait_for(lambda: len(seen.ids) >= len(expected))
     assert sorted(seen.ids) == sorted(expected)
     assert _batcher(batching).stats.batches < len(together)
+
+
+def test_a_committed_call_whose_reply_fails_still_reaches_the_sinks(
+    server_factory: Callable[..., RunningServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state took the call before its reply failed to build: the caller gets INTERNAL, the sinks the call."""
+    import server._batcher as batcher_module
+
+    server = server_factory(batch_wait_us=0)
+    seen = _SeenBySinks(server)
+    assert server.app.service.pipeline is not None
+    server.app.service.pipeline.add_sink(seen)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected reply failure")
+
+    monkeypatch.setattr(batcher_module, "build_responses", broken)
+    request = txn("acct-sink-broken-reply")
+    with pytest.raises(grpc.RpcError) as err:
+        server.scoring.Score(request, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    _wait_for(lambda: bool(seen.ids))
+    assert seen.ids == [request.transaction.transaction_id]
