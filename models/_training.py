@@ -96,6 +96,10 @@ class TrainingConfig:
             raise ValueError(f"label_delay_days must be >= 0, got {self.label_delay_days}")
         if self.num_trees < 1:
             raise ValueError(f"num_trees must be >= 1, got {self.num_trees}")
+        if self.num_leaves < 2:
+            raise ValueError(f"num_leaves must be >= 2 (a tree needs a split), got {self.num_leaves}")
+        if not 0 < self.learning_rate <= 1:
+            raise ValueError(f"learning_rate must be in (0, 1], got {self.learning_rate}")
 
     def lightgbm_params(self) -> dict[str, Any]:
         return {

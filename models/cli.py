@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--version", default="", help="version name (default: derived from data and config)")
     train.add_argument("--label-delay-days", type=float, default=7.0)
     train.add_argument("--trees", type=int, default=150)
+    train.add_argument("--leaves", type=int, default=31, help="leaves per tree (fewer: a cheaper model to run)")
+    train.add_argument("--learning-rate", type=float, default=0.06)
     train.add_argument("--rules", type=Path, help="rule pack for the hybrid evaluation (default: the shipped pack)")
     train.add_argument("--no-progress", action="store_true")
 
@@ -80,22 +82,20 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     from models._loading import load_transactions
     from models._training import TrainingConfig, default_rules_path, train_model
 
-    simulation = None
-    if args.simulate:
-        simulation = SimulationConfig(accounts=args.accounts, days=args.days, seed=args.seed)
-        frame = simulate(simulation)
-    else:
-        frame = load_transactions(args.data, args.mapping)
+    simulation = SimulationConfig(accounts=args.accounts, days=args.days, seed=args.seed) if args.simulate else None
     config = TrainingConfig(
         out_dir=args.out,
         version=args.version,
         label_delay_days=args.label_delay_days,
         num_trees=args.trees,
+        num_leaves=args.leaves,
+        learning_rate=args.learning_rate,
         rules_path=args.rules or default_rules_path(),
         simulation=simulation,
         command=shlex.join(["outpost", *argv]),
         progress=not args.no_progress,
-    )
+    )  # checked before any data is simulated or read
+    frame = simulate(simulation) if simulation is not None else load_transactions(args.data, args.mapping)
     result = train_model(frame, config)
     meta = result.metadata
     print(f"model {meta['version']} written to {result.version_dir}")

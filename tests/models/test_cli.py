@@ -32,11 +32,14 @@ def test_train_from_data_with_mapping_then_evaluate(tmp_path: Path, capsys: pyte
     mapping = tmp_path / "map.yaml"
     mapping.write_text("account_id: acct\nis_fraud: label\n")
     code = cli.main(["train", "--data", str(data), "--mapping", str(mapping), "--out", str(tmp_path / "reg"),
-                     "--version", "v-test", "--trees", "10", "--no-progress"])
+                     "--version", "v-test", "--trees", "10", "--leaves", "7", "--learning-rate", "0.1",
+                     "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "ONNX parity" in out and "average precision" in out
     meta = json.loads((tmp_path / "reg" / "v-test" / "metadata.json").read_text())
+    params = meta["training"]["lightgbm_params"]
+    assert (params["num_leaves"], params["learning_rate"], meta["onnx"]["trees"]) == (7, 0.1, 10)
     assert meta["training"]["command"].startswith("outpost train --data")
     code = cli.main(["evaluate", "--model", str(tmp_path / "reg" / "v-test"), "--accounts", "600", "--days", "30",
                      "--seed", "4"])
@@ -49,3 +52,5 @@ def test_bad_usage_and_errors_return_codes(tmp_path: Path, capsys: pytest.Captur
     assert cli.main(["train"]) == 2
     assert cli.main(["train", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path)]) == 1
     assert "error:" in capsys.readouterr().err
+    assert cli.main(["train", "--simulate", "--leaves", "1", "--out", str(tmp_path)]) == 1
+    assert "num_leaves must be >= 2" in capsys.readouterr().err
