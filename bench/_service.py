@@ -39,14 +39,19 @@ def free_port() -> int:
         return port
 
 
+def _stat_fields(path: str) -> list[str]:
+    """The fields of a /proc stat file after the command name (which may hold spaces and parentheses)."""
+    stat = Path(path).read_text()
+    return stat[stat.rindex(")") + 2 :].split()
+
+
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            if int(_stat_fields(f"/proc/{entry}/stat")[1]) == pid:
                 found.append(int(entry))
     return found
 
@@ -64,10 +69,8 @@ def process_tree_cpu_seconds(pid: int) -> float:
     total = 0.0
     for one in _tree(pid):
         with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = Path(f"/proc/{one}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
             # utime, stime, cutime, cstime are fields 14..17 of /proc/PID/stat (1-based, pid first).
-            total += sum(int(v) for v in fields[11:15]) / _TICKS
+            total += sum(int(v) for v in _stat_fields(f"/proc/{one}/stat")[11:15]) / _TICKS
     return total
 
 
@@ -77,8 +80,7 @@ def process_tree_main_thread_cpu_seconds(pid: int) -> float:
     total = 0.0
     for one in _tree(pid):
         with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = Path(f"/proc/{one}/task/{one}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
+            fields = _stat_fields(f"/proc/{one}/task/{one}/stat")
             total += (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime of this thread alone
     return total
 

@@ -253,7 +253,7 @@ def _model_explanations(
     rows = [
         i for i in candidates.tolist()
         if i not in done
-        and _wants_model_reasons(decisions, i, int(actions[i]), requests[i].explain, float(decisions.model_points[i]))
+        and _wants_model_reasons(decisions, i, int(actions[i]), bool(explain[i]), float(decisions.model_points[i]))
     ]
     if len(rows) < 2:  # one row: explain() in _detailed is the same walk
         return done
