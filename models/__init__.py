@@ -1,13 +1,42 @@
 """Outpost models: transaction simulator, LightGBM training exported to ONNX, the model registry and runner,
-model explanations, and the hybrid rules + model score."""
+model explanations, and the hybrid rules + model score.
+
+The simulator, the loading of transaction files and training import pandas; their names load on first use, so that
+a serving process, which never needs them, starts without pandas.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 from models._errors import DataError, ExportError, FeatureMismatchError, ModelError, RegistryError, TrainingError
 from models._hybrid import combine_scores
-from models._loading import load_transactions
 from models._reasons import model_reason
 from models._runner import ModelRunner, default_model_dir
-from models._simulator import TYPOLOGIES, SimulationConfig, simulate
-from models._training import TrainingConfig, TrainingResult, train_model
+
+if TYPE_CHECKING:
+    from models._loading import load_transactions
+    from models._simulator import TYPOLOGIES, SimulationConfig, simulate
+    from models._training import TrainingConfig, TrainingResult, train_model
+
+_OFFLINE = {
+    "load_transactions": "models._loading",
+    "TYPOLOGIES": "models._simulator",
+    "SimulationConfig": "models._simulator",
+    "simulate": "models._simulator",
+    "TrainingConfig": "models._training",
+    "TrainingResult": "models._training",
+    "train_model": "models._training",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _OFFLINE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_OFFLINE[name]), name)
+    globals()[name] = value  # later lookups find it directly
+    return value
 
 __all__ = [
     "TYPOLOGIES",

@@ -4,7 +4,15 @@ Online, ``DecisionLog`` (or ``RedisDecisionLog``) and ``AlertSink`` are decision
 pipeline; offline, ``run_backtest`` replays a labelled transaction file through the same feature engine,
 rules, model and policy, and ``backtest_report`` / ``investigation_report`` draw what analysts look at.
 See docs/review.md.
+
+Backtests and reports import pandas, pyarrow's compute and CSV modules and matplotlib; their names load on first use,
+so that a serving process, which only writes decisions and alerts, starts without them.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 from review._alerts import (
     ALERT_STATES,
@@ -17,7 +25,6 @@ from review._alerts import (
     AlertStore,
     outcome_name,
 )
-from review._backtest import BacktestConfig, BacktestResult, RuleSetRun, run_backtest
 from review._decision_log import (
     DECISION_SCHEMA,
     DecisionLog,
@@ -39,8 +46,29 @@ from review._errors import (
 )
 from review._outcomes import OutcomeReport, send_outcome
 from review._paths import ReviewSinks, alerts_db_path, decision_log_dir, open_sinks
-from review._reports import backtest_report, investigation_report, read_scores
 from review._worker import WriterStats
+
+if TYPE_CHECKING:
+    from review._backtest import BacktestConfig, BacktestResult, RuleSetRun, run_backtest
+    from review._reports import backtest_report, investigation_report, read_scores
+
+_OFFLINE = {
+    "BacktestConfig": "review._backtest",
+    "BacktestResult": "review._backtest",
+    "RuleSetRun": "review._backtest",
+    "run_backtest": "review._backtest",
+    "backtest_report": "review._reports",
+    "investigation_report": "review._reports",
+    "read_scores": "review._reports",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _OFFLINE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_OFFLINE[name]), name)
+    globals()[name] = value  # later lookups find it directly
+    return value
 
 __all__ = [
     "ALERT_STATES",

@@ -24,10 +24,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import structlog
 
 from features import ENUMS, FEATURE_INDEX, FEATURE_NAMES, stable_key
@@ -35,6 +34,9 @@ from models import model_reason
 from review._errors import AlertError, AlertNotFoundError, AlertStateError
 from review._worker import BackgroundWriter, Overflow, WriterStats
 from server import MIN_MODEL_POINTS, Decisions, Snapshot, max_action
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "ACTION_NAMES",
@@ -680,6 +682,8 @@ class AlertStore:
 
     def outcomes(self) -> pd.DataFrame:
         """Every outcome reported (newest last): the labels for training and backtests."""
+        import pandas as pd  # only analysts' reads need pandas; a serving process never imports it
+
         with self._lock:
             frame = pd.read_sql_query("SELECT * FROM outcomes ORDER BY outcome_id", self.conn)
         for column in ("reported_at", "received_at"):

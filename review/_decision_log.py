@@ -19,10 +19,9 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import redis
@@ -32,6 +31,9 @@ from features import ENUMS, FEATURE_NAMES, stable_key
 from review._errors import DecisionLogError
 from review._worker import BackgroundWriter, Overflow, WriterStats
 from server import Decisions
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "DECISION_SCHEMA",
@@ -581,6 +583,8 @@ def read_decisions(
 
 
 def _utc(value: pd.Timestamp | str) -> pd.Timestamp:
+    import pandas as pd  # only reads need pandas (pyarrow's to_pandas imports it too); writers never do
+
     stamp = pd.Timestamp(value)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 

@@ -163,3 +163,27 @@ def test_kill_9_under_load_keeps_every_acknowledged_transaction(tmp_path: Path,
                 break
         assert matched, f"{account}: restored state differs from the replay of acknowledged transactions " \
                         f"(served txn_count_total={served[count_col]}, acked={len(mine)})"
+
+
+_OFFLINE_LIBRARIES = ("pandas", "matplotlib", "lightgbm", "sklearn")
+
+_LOAD_AND_LIST = """
+import sys
+from server._service import OutpostService
+from server._settings import load_settings
+
+service = OutpostService.create(load_settings())
+service.load()
+print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
+service.close()
+"""
+
+
+def test_a_loaded_service_has_not_imported_the_offline_libraries(tmp_path: Path) -> None:
+    """Serving imports no pandas, matplotlib or training library: they cost about a second of every cold start."""
+    env = dict(os.environ, OUTPOST_DATA_DIR=str(tmp_path), OUTPOST_LOG_LEVEL="warning")
+    done = subprocess.run([sys.executable, "-c", _LOAD_AND_LIST], env=env, capture_output=True, text=True,
+                          timeout=300, check=True)
+    imported = set(done.stdout.split())
+    assert {"server", "features", "rules_engine", "models", "review", "onnxruntime", "numba"} <= imported
+    assert imported.isdisjoint(_OFFLINE_LIBRARIES), sorted(imported & set(_OFFLINE_LIBRARIES))
