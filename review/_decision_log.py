@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import redis
 import structlog
 
 from features import ENUMS, FEATURE_NAMES, stable_key
@@ -602,6 +601,8 @@ def _filter_time(frame: pd.DataFrame, start: pd.Timestamp | str | None, end: pd.
 @contextlib.contextmanager
 def _redis_errors(url: str, stream: str) -> Iterator[None]:
     """The one place where Redis errors become DecisionLogError."""
+    import redis  # only the Redis variant needs it: a single-machine server starts without importing it
+
     try:
         yield
     except redis.RedisError as exc:
@@ -650,6 +651,8 @@ class RedisDecisionLog:
         self.max_entries = max_entries
         self.rows_per_entry = rows_per_entry
         self.config = config or DecisionLogConfig()
+        import redis
+
         with _redis_errors(url, stream):
             self._client = redis.Redis.from_url(url, socket_timeout=5.0)
             self._client.ping()
@@ -692,6 +695,8 @@ def read_decision_stream(
 ) -> pd.DataFrame:
     """Every decision in a Redis decision stream between entry ids ``start`` and ``end``, as one DataFrame."""
     tables: list[pa.Table] = []
+    import redis
+
     with _redis_errors(url, stream):
         client = redis.Redis.from_url(url, socket_timeout=10.0)
         try:
