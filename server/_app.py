@@ -115,14 +115,27 @@ class OutpostApp:
         pipeline = self.service.pipeline
         assert pipeline is not None
 
-        def state_changed(ok: bool) -> None:
-            self.metrics.dependency_up.labels("state").set(1 if ok else 0)
-            log.warning("state_backend_recovered" if ok else "state_backend_failed_scoring_degraded")
+        commit = self.service.commit
+        assert commit is not None
+
+        def follow_dependencies() -> None:
+            ok = pipeline.state_ok and not commit.stalled
             status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
             self._background.add(task := loop.create_task(self._set_health(status)))
             task.add_done_callback(self._background.discard)
 
+        def state_changed(ok: bool) -> None:
+            self.metrics.dependency_up.labels("state").set(1 if ok else 0)
+            log.warning("state_backend_recovered" if ok else "state_backend_failed_scoring_degraded")
+            follow_dependencies()
+
+        def sync_stalled(stalled: bool) -> None:
+            self.metrics.dependency_up.labels("state_log").set(0 if stalled else 1)
+            follow_dependencies()
+
         pipeline.on_state_change = state_changed
+        commit.on_stall = sync_stalled
+        self.metrics.dependency_up.labels("state_log").set(1)
         pipeline.on_error = lambda where, exc: log.error("dependency_error", where=where, error=str(exc))
         self.metrics.dependency_up.labels("state").set(1)
         if self.settings.state_backend != "embedded":

@@ -77,6 +77,12 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
         service = self._service
         if not service.ready.is_set():
             await context.abort(grpc.StatusCode.UNAVAILABLE, "Outpost is starting: rules and model are loading")
+        if service.commit is not None and service.commit.stalled:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"the state log's disk has not finished a sync for over {service.settings.sync_stall_seconds:g} s, "
+                "so this instance cannot make a score durable; retry on another instance",
+            )
         if service.in_flight >= service.settings.max_in_flight:
             await abort_exhausted(context, "too many calls in flight; retry with backoff")
 

@@ -154,6 +154,7 @@ class OutpostService:
             settings.durability,
             observe=self.metrics.state_sync.observe if self.metrics is not None else None,
             in_flight=lambda: self.in_flight,
+            stall_s=settings.sync_stall_seconds,
         )
         self.batcher = MicroBatcher(
             pipeline,

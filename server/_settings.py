@@ -44,6 +44,7 @@ class Settings:
     score_batch_max: int = 1000
     max_in_flight: int = 64  # ~ throughput x tolerable queueing: see ops/checks/overload.py, docs/operations.md
     grace_seconds: float = 10.0
+    sync_stall_seconds: float = 2.0  # a state-log sync running longer: NOT_SERVING, new calls UNAVAILABLE (_durability)
     model_min_budget_ms: float = 2.0
     allow_plaintext_remote: bool = False
     tls_cert: Path | None = None
@@ -65,6 +66,7 @@ class Settings:
         _check(1 <= self.score_batch_max <= 100_000, "score_batch_max", self.score_batch_max, "1..100000")
         _check(self.max_in_flight >= 1, "max_in_flight", self.max_in_flight, "a whole number >= 1")
         _check(self.grace_seconds >= 0, "grace_seconds", self.grace_seconds, "seconds >= 0")
+        _check(self.sync_stall_seconds > 0, "sync_stall_seconds", self.sync_stall_seconds, "seconds > 0")
         _check(":" in self.addr, "addr", self.addr, "HOST:PORT, e.g. 127.0.0.1:50051")
         _check(
             self.log_level in {"debug", "info", "warning", "error"},

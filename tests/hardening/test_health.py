@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -89,6 +90,47 @@ def test_not_serving_until_the_state_backend_answers(tmp_path: Path, booting: Bo
             grpc.StatusCode.OK
     finally:
         redis.stop()
+
+
+def test_a_stalled_state_disk_turns_health_not_serving_and_refuses_new_calls_until_it_syncs(
+    tmp_path: Path, booting: Boot
+) -> None:
+    """While a state-log sync hangs, health is NOT_SERVING and new calls get UNAVAILABLE (applying nothing); the call
+    waiting on the sync is answered once it completes, and the server serves again."""
+    app, channel = booting(make_settings(tmp_path, durability="fsync", sync_stall_seconds=0.2))
+    wait_health(channel, SERVING, timeout=120)
+    engine = app.service.engine
+    assert engine is not None
+    real_sync, disk = engine.sync, threading.Event()
+    phase = ["slow"]
+
+    def faulty_disk(fsync: bool = True) -> int:
+        if phase[0] == "slow":
+            time.sleep(0.05)  # slower than INLINE_SYNC_MAX_S: the next sync leaves the event loop
+        elif phase[0] == "stalled":
+            disk.wait(60)
+        return real_sync(fsync=fsync)
+
+    engine.sync = faulty_disk  # type: ignore[method-assign]
+    stub = pb_grpc.RiskScoringStub(channel)
+    applied = engine.stats()["applied"]
+    assert rpc_code(lambda: stub.Score(txn("acct-disk-1"), timeout=30)) == grpc.StatusCode.OK
+    phase[0] = "stalled"
+    waiting = stub.Score.future(txn("acct-disk-2"), timeout=60)
+    try:
+        wait_health(channel, NOT_SERVING, timeout=30)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Score(txn("acct-disk-3"), timeout=30)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "retry on another instance" in (refused.value.details() or "")
+        assert not waiting.done()
+    finally:
+        phase[0] = "fast"
+        disk.set()
+    assert waiting.result(timeout=60).transaction_id
+    wait_health(channel, SERVING, timeout=30)
+    assert rpc_code(lambda: stub.Score(txn("acct-disk-4"), timeout=30)) == grpc.StatusCode.OK
+    assert engine.stats()["applied"] == applied + 3  # calls 1, 2 and 4: the refused call changed nothing
 
 
 def test_serve_exits_with_a_message_when_the_rules_cannot_load(tmp_path: Path) -> None:

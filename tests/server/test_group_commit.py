@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from server._durability import GroupCommit
+from server._durability import INLINE_SYNC_MAX_S, GroupCommit
 
 
 class _FileLog:
@@ -19,10 +20,15 @@ class _FileLog:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.threads: list[str] = []
         self.fail = fail
+        self.slow_s = 0.0  # a slow disk: each sync takes at least this long
+        self.stall: threading.Event | None = None  # a stalled disk: each sync waits until this is set
 
     def sync(self, fsync: bool) -> int:
         if self.fail:
             raise OSError(28, "No space left on device")
+        if self.stall is not None:
+            self.stall.wait(60)
+        time.sleep(self.slow_s)
         self.threads.append(threading.current_thread().name)
         os.write(self._fd, b"block\n")
         if fsync:
@@ -124,3 +130,50 @@ def test_write_mode_writes_inline_and_none_never_syncs(tmp_path: Path) -> None:
     write.close()
     none.close()
     assert written.threads == [loop_thread] and skipped.threads == []
+
+
+def test_after_a_slow_sync_lone_calls_leave_the_loop_until_syncs_are_fast_again(tmp_path: Path) -> None:
+    """A sync slower than INLINE_SYNC_MAX_S sends the next lone call's sync to the worker, keeping the loop free."""
+    log = _FileLog(tmp_path / "log")
+    commit = GroupCommit(log.sync, "fsync", in_flight=lambda: 1)
+    log.slow_s = 2 * INLINE_SYNC_MAX_S
+
+    async def main() -> str:
+        await commit.wait(commit.mark(), calls=1)  # inline, and slow
+        log.slow_s = 0.0
+        await commit.wait(commit.mark(), calls=1)  # on the worker, and fast
+        await commit.wait(commit.mark(), calls=1)  # inline again
+        return threading.current_thread().name
+
+    loop_thread = asyncio.run(main())
+    commit.close()
+    assert log.threads[0] == loop_thread and log.threads[1].startswith("outpost-sync") and log.threads[2] == loop_thread
+    assert commit.inline_syncs == 2
+
+
+def test_a_stalled_sync_marks_the_commit_stalled_until_it_completes(tmp_path: Path) -> None:
+    """A worker sync running past stall_s sets ``stalled`` (and tells on_stall); its completion clears it."""
+    log = _FileLog(tmp_path / "log")
+    log.stall = threading.Event()
+    commit = GroupCommit(log.sync, "fsync", in_flight=lambda: 2, stall_s=0.05)
+    changes: list[bool] = []
+
+    async def main() -> None:
+        stalled = asyncio.Event()
+
+        def on_stall(value: bool) -> None:
+            changes.append(value)
+            stalled.set()
+
+        commit.on_stall = on_stall
+        waiter = asyncio.ensure_future(commit.wait(commit.mark(), calls=1))
+        await asyncio.wait_for(stalled.wait(), 30)
+        assert commit.stalled and not waiter.done()
+        assert log.stall is not None
+        log.stall.set()
+        await asyncio.wait_for(waiter, 30)
+
+    asyncio.run(main())
+    commit.close()
+    assert changes == [True, False] and not commit.stalled
+    assert commit.syncs == 1 and len(log.threads) == 1

@@ -36,6 +36,7 @@ def test_environment_overrides_toml(tmp_path: Path) -> None:
         ({"OUTPOST_STATE_BACKEND": "postgres"}, "embedded, redis"),
         ({"OUTPOST_WORKERS": "4"}, "OUTPOST_STATE_BACKEND=redis"),
         ({"OUTPOST_STATE_BACKEND": "redis"}, "OUTPOST_REDIS_URL"),
+        ({"OUTPOST_SYNC_STALL_SECONDS": "0"}, "OUTPOST_SYNC_STALL_SECONDS.*seconds > 0"),
     ],
 )
 def test_bad_settings_say_how_to_fix(env: dict[str, str], needle: str) -> None:
