@@ -18,6 +18,8 @@ from rules_engine._errors import RuleDiagnostic
 __all__ = ["MappingNode", "Node", "ScalarNode", "SequenceNode", "YamlSource", "describe_node"]
 
 _WHITESPACE = frozenset(" \t\r\n")
+# libyaml's safe loader when PyYAML was built with it (the wheels are), else the pure-Python one.
+_FAST_LOADER = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
 # Tags the safe schema resolves plain YAML to; anything else (e.g. !!python/...) is refused.
 _PLAIN_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "timestamp", "map", "seq")
@@ -62,6 +64,12 @@ class YamlSource:
     def compose(self) -> tuple[Node | None, list[RuleDiagnostic]]:
         """The root node, or the problems that prevent reading it (a syntax error, or explicit tags)."""
         try:
+            # libyaml's composer is about 8x faster (the shipped pack: 5 against 40 ms) and gives the same nodes and
+            # positions; a text it refuses is read again by the pure-Python one, whose messages the diagnostics use.
+            return self._checked(yaml.compose(self.text, Loader=_FAST_LOADER))
+        except yaml.YAMLError:
+            pass
+        try:
             root = yaml.compose(self.text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as error:
             mark = error.problem_mark or error.context_mark
@@ -76,6 +84,9 @@ class YamlSource:
             return None, [RuleDiagnostic(
                 file=self.file, rule_id="", line=1, column=1, message=f"YAML error: {error}", expected="valid YAML"
             )]
+        return self._checked(root)
+
+    def _checked(self, root: Node | None) -> tuple[Node | None, list[RuleDiagnostic]]:
         problems = [
             self.diagnostic(node, "", f"YAML tag {node.tag!r} is not allowed; write plain values, lists and mappings",
                             expected="plain YAML", got=node.tag)
