@@ -55,6 +55,19 @@ def test_lone_calls_back_off_from_waiting(server_factory: Callable[..., RunningS
     assert 1 <= stats.idle_waits <= 8
 
 
+def test_callers_in_lockstep_back_off_from_waiting(server_factory: Callable[..., RunningServer]) -> None:
+    """Two callers sending together, each after its reply: waits that gather only those two are not worth their
+    wait, so waiting switches off and few of 30 rounds wait at all."""
+    server = server_factory(batch_wait_us=20_000, batch_busy_share=0.0, batch_idle_share=0.0)
+    for i in range(30):
+        pair = [server.scoring.Score.future(txn(f"acct-pair-{i}-{k}"), timeout=30) for k in range(2)]
+        assert all(f.result().transaction_id for f in pair)
+    stats = _batcher(server).stats
+    assert stats.rows == 60
+    assert stats.waits == stats.idle_waits  # no wait gathered enough company to pay
+    assert 1 <= stats.waits <= 12
+
+
 def test_an_idle_loop_never_waits_for_company(server_factory: Callable[..., RunningServer]) -> None:
     """Below the busy share (the loop mostly idle between sequential calls), no batch waits at all."""
     server = server_factory(batch_wait_us=50_000, batch_busy_share=0.95)
