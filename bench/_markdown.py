@@ -132,6 +132,9 @@ def render(result: SuiteResult, machine: list[tuple[str, str]], sections: Sequen
     """The whole document."""
     cfg = result.config
     sat, one, open_, batch = result.saturation, result.one_in_flight, result.open_loop, result.batch
+    few = result.few_in_flight
+    few_bare = _med(few, BARE, "achieved_rate")
+    few_ratio = _med(few, OUTPOST, "achieved_rate") / few_bare if few_bare else math.nan
 
     bare_rate, out_rate = _med(sat, BARE, "achieved_rate"), _med(sat, OUTPOST, "achieved_rate")
     ratio_rate = out_rate / bare_rate if bare_rate else math.nan
@@ -187,6 +190,10 @@ def render(result: SuiteResult, machine: list[tuple[str, str]], sections: Sequen
         f"| p99 in open loop at {_f(result.open_loop_own_rate, 0)} calls/s, half Outpost's saturation (ms) "
         f"| {_f(own_out_p99, 3)} | {_f(own_bare_p99, 3)} | ratio {_f(own_ratio, 2)} | informative "
         f"| {_met(_check(own_ratio, TARGET_RATIO_OPEN_P99, at_least=False))} (<= {TARGET_RATIO_OPEN_P99}) |",
+        f"| Score at {cfg.few_concurrency} calls in flight: calls/s (p50 ms) "
+        f"| {_f(_med(few, OUTPOST, 'achieved_rate'), 0)} ({_f(_med(few, OUTPOST, 'p50_ms'), 3)}) "
+        f"| {_f(_med(few, BARE, 'achieved_rate'), 0)} "
+        f"({_f(_med(few, BARE, 'p50_ms'), 3)}) | ratio {_f(few_ratio, 2)} | informative | |",
         f"| ScoreBatch transactions/s per core (features + rules + model) | {_f(per_core, 0)} | "
         f"{_f(_med(batch, BARE, 'transactions_per_cpu_s'), 0)} | {_f(batch_wall, 0)}/s wall clock "
         f"| >= {TARGET_BATCH_PER_CORE:,.0f} | {_met(_check(per_core, TARGET_BATCH_PER_CORE, at_least=True))} |",
@@ -206,6 +213,12 @@ def render(result: SuiteResult, machine: list[tuple[str, str]], sections: Sequen
         f"## {one.title if one else 'Score latency at one call in flight'}",
         "",
         *_scenario_table(one),
+        f"## {few.title if few else 'Score at a few calls in flight'}",
+        "",
+        "Not a target: a caller such as a payment gateway keeps a few calls in flight, too few for micro-batches to "
+        "pay; Outpost should then answer about as fast as it answers calls one at a time.",
+        "",
+        *_scenario_table(few),
         f"## {open_.title if open_ else 'Score latency in open loop'}",
         "",
         *_scenario_table(open_),

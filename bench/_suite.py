@@ -49,6 +49,7 @@ class SuiteConfig:
     duration_s: float = 8.0
     warmup_s: float = 2.0
     saturation_concurrency: int = 32
+    few_concurrency: int = 4  # a payment gateway's few calls in flight: not a target, but where batching must not cost
     client_processes: int = 2  # one Python client process cannot saturate even the bare server
     batch_size: int = 500
     batch_concurrency: int = 2
@@ -156,6 +157,7 @@ class SuiteResult:
     config: SuiteConfig
     saturation: Scenario | None = None
     one_in_flight: Scenario | None = None
+    few_in_flight: Scenario | None = None
     open_loop: Scenario | None = None
     open_loop_rate: float = float("nan")
     open_loop_own: Scenario | None = None  # at half Outpost's own saturation rate
@@ -341,6 +343,9 @@ def _load_scenarios(suite: _Suite, config: SuiteConfig, servers: list[_Server], 
     result.one_in_flight = suite.scenario(
         "Score latency at one call in flight", "closed loop, 1 call in flight", servers, closed(1, 1),
         score_payload_rate)
+    result.few_in_flight = suite.scenario(
+        f"Score at {config.few_concurrency} calls in flight", f"closed loop, {config.few_concurrency} calls in flight "
+        "from 1 client process", main, closed(config.few_concurrency, 1), score_payload_rate)
     own_rate = median_of(result.saturation.runs.get(OUTPOST, []), "achieved_rate")
     if own_rate == own_rate:
         own = max(1.0, round(own_rate / 2))
