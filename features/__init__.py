@@ -2,13 +2,13 @@
 
 ``FeatureEngine`` computes the catalogue features of each transaction from the account's state just before
 it, online (``score``/``commit``/``sync``) and offline (``replay``) through the same kernels.
+
 Names used only offline (``encode_frame``, ``TABULAR_COLUMNS``) import pandas; they load on first use, so that a
 serving process, which never needs them, starts without pandas.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from features._catalogue import CATALOGUE, ENUMS, FEATURE_INDEX, FEATURE_NAMES, FeatureKind, FeatureSpec, feature_index
@@ -23,20 +23,13 @@ from features._errors import (
     RecoveryError,
 )
 from features._keys import stable_key_bytes
+from features._lazy import lazy_names
 from features._schema import NO_BALANCE, NO_TIME, TXN_DTYPE, new_batch, stable_key
 
 if TYPE_CHECKING:
     from features._encode import TABULAR_COLUMNS, encode_frame
 
-_OFFLINE = {"TABULAR_COLUMNS": "features._encode", "encode_frame": "features._encode"}
-
-
-def __getattr__(name: str) -> object:
-    if name not in _OFFLINE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_OFFLINE[name]), name)
-    globals()[name] = value  # later lookups find it directly
-    return value
+__getattr__ = lazy_names(globals(), {"features._encode": ("TABULAR_COLUMNS", "encode_frame")})
 
 __all__ = [
     "CATALOGUE",
@@ -62,6 +55,7 @@ __all__ = [
     "StateBackend",
     "encode_frame",
     "feature_index",
+    "lazy_names",
     "new_batch",
     "stable_key",
     "stable_key_bytes",

@@ -7,9 +7,9 @@ a serving process, which never needs them, starts without pandas.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from features import lazy_names
 from models._errors import DataError, ExportError, FeatureMismatchError, ModelError, RegistryError, TrainingError
 from models._hybrid import combine_scores
 from models._reasons import model_reason
@@ -20,23 +20,11 @@ if TYPE_CHECKING:
     from models._simulator import TYPOLOGIES, SimulationConfig, simulate
     from models._training import TrainingConfig, TrainingResult, train_model
 
-_OFFLINE = {
-    "load_transactions": "models._loading",
-    "TYPOLOGIES": "models._simulator",
-    "SimulationConfig": "models._simulator",
-    "simulate": "models._simulator",
-    "TrainingConfig": "models._training",
-    "TrainingResult": "models._training",
-    "train_model": "models._training",
-}
-
-
-def __getattr__(name: str) -> object:
-    if name not in _OFFLINE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_OFFLINE[name]), name)
-    globals()[name] = value  # later lookups find it directly
-    return value
+__getattr__ = lazy_names(globals(), {
+    "models._loading": ("load_transactions",),
+    "models._simulator": ("TYPOLOGIES", "SimulationConfig", "simulate"),
+    "models._training": ("TrainingConfig", "TrainingResult", "train_model"),
+})
 
 __all__ = [
     "TYPOLOGIES",

@@ -11,9 +11,9 @@ so that a serving process, which only writes decisions and alerts, starts withou
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from features import lazy_names
 from review._alerts import (
     ALERT_STATES,
     OUTCOMES,
@@ -52,23 +52,10 @@ if TYPE_CHECKING:
     from review._backtest import BacktestConfig, BacktestResult, RuleSetRun, run_backtest
     from review._reports import backtest_report, investigation_report, read_scores
 
-_OFFLINE = {
-    "BacktestConfig": "review._backtest",
-    "BacktestResult": "review._backtest",
-    "RuleSetRun": "review._backtest",
-    "run_backtest": "review._backtest",
-    "backtest_report": "review._reports",
-    "investigation_report": "review._reports",
-    "read_scores": "review._reports",
-}
-
-
-def __getattr__(name: str) -> object:
-    if name not in _OFFLINE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_OFFLINE[name]), name)
-    globals()[name] = value  # later lookups find it directly
-    return value
+__getattr__ = lazy_names(globals(), {
+    "review._backtest": ("BacktestConfig", "BacktestResult", "RuleSetRun", "run_backtest"),
+    "review._reports": ("backtest_report", "investigation_report", "read_scores"),
+})
 
 __all__ = [
     "ALERT_STATES",

@@ -28,10 +28,23 @@ def test_public_names_are_exactly_the_intended_ones() -> None:
         "CATALOGUE", "DEFAULT_RATES", "ENUMS", "FEATURE_INDEX", "FEATURE_NAMES", "NO_BALANCE", "NO_TIME",
         "OUTCOME_DTYPE", "TABULAR_COLUMNS", "TXN_DTYPE", "BackendError", "EncodingError", "EngineStateError",
         "FeatureConfig", "FeatureConfigError", "FeatureEngine", "FeatureError", "FeatureKind", "FeatureSpec",
-        "RecoveryError", "StateBackend", "encode_frame", "feature_index", "new_batch", "stable_key", "stable_key_bytes",
+        "RecoveryError", "StateBackend", "encode_frame", "feature_index", "lazy_names", "new_batch", "stable_key",
+        "stable_key_bytes",
     }
     assert len(set(features.__all__)) == len(features.__all__)
     assert all(hasattr(features, name) for name in features.__all__)
+
+
+def test_lazy_names_load_on_first_use_and_refuse_unknown_ones() -> None:
+    """A lazily exported name is imported at its first lookup and kept; a name nobody exports is an AttributeError
+    naming the package, as for any module."""
+    namespace: dict[str, object] = {"__name__": "pkg"}
+    getattr_ = features.lazy_names(namespace, {"json": ("dumps", "loads")})
+    import json
+
+    assert getattr_("dumps") is json.dumps and namespace["dumps"] is json.dumps and "loads" not in namespace
+    with pytest.raises(AttributeError, match="module 'pkg' has no attribute 'dump'"):
+        getattr_("dump")
 
 
 def test_errors_share_one_root() -> None:
