@@ -386,7 +386,9 @@ def _limits(result: SuiteResult, ratio_rate: float, added_p50: float, ratio_p99:
             f"batched, so each call pays the whole pipeline alone: {_f(cpu_one, 0)} µs of server CPU per call "
             f"vs {_f(cpu_one_bare, 0)} µs bare. Durability "
             f"adds its wait: p50 is +{_f(write_p50 - bare_p50, 3)} ms over bare with write and "
-            f"+{_f(none_p50 - bare_p50, 3)} ms with none, against +{_f(added_p50, 3)} ms with fsync."
+            f"+{_f(none_p50 - bare_p50, 3)} ms with none, against +{_f(added_p50, 3)} ms with fsync. Between a lone "
+            "caller's calls the server's thread sleeps, and the next call finds the CPU's caches cold: the section "
+            "\"A lone call, back to back and after a pause\" below measures what that costs the same work."
         )
     out_sat_rate = _med(sat, OUTPOST, "achieved_rate")
     if _check(ratio_p99, TARGET_RATIO_OPEN_P99, at_least=False) is False and result.open_loop_rate >= out_sat_rate:
