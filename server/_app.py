@@ -191,6 +191,7 @@ class OutpostApp:
         batches = {} if stats is None else {
             "batches": stats.batches, "batched_rows": stats.rows, "batches_alone": stats.alone,
             "batch_waits": stats.waits, "idle_waits": stats.idle_waits, "early_ends": stats.early_ends,
+            "all_in": stats.all_in,
         }
         log.info("stopped", **batches,
                  **({} if commit is None else {"state_syncs": commit.syncs, "inline_syncs": commit.inline_syncs}))

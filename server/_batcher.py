@@ -21,6 +21,12 @@ A wait ends at ``max_wait_us``, when ``max_size`` calls are queued, or as soon a
 of the wall clock, no more calls are being taken in (every caller is already queued or elsewhere), so waiting
 longer would only leave the CPU idle. Under saturation the loop stays busy taking calls in, and the wait runs
 its full length, which lets batches grow to many calls.
+
+A few callers in lockstep (a gateway's 4 or 8 calls in flight) are all in long before that check: the loop then
+sleeps, and its timers cannot wake it sooner than a millisecond (epoll's resolution). So once a wait holds as many
+calls as each of the last two waits gathered, it polls the loop without sleeping for ``_QUICK_CHECK_NS``, and
+ends unless another call joins meanwhile (then it waits on as usual). Closed loop, same build alternating, 2-3 runs
+each: 4 callers 1,155-1,202 -> 1,458-1,687 calls/s, 8 callers 1,563-1,599 -> 1,893-2,019, 32 callers no worse.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ _MIN_BACKOFF_NS = 5_000_000
 _MAX_BACKOFF_NS = 1_000_000_000
 _LOAD_PERIOD_NS = 20_000_000  # the loop's busy share is sampled at most this often, and smoothed
 _CHECK_NS = 1_000_000  # a waiting batch checks whether the loop idles this often
+_QUICK_CHECK_NS = 200_000  # a wait holding as many calls as the last two ends unless another joins this soon
 
 
 class DeadlineExpiredError(Exception):
@@ -83,6 +90,7 @@ class BatchStats:
     idle_waits: int = 0
     early_ends: int = 0  # waits ended before max_wait because the loop idled
     alone: int = 0  # batches of the only call in the server, scored in its own task (no reason to wait)
+    all_in: int = 0  # waits ended when they held as many calls as the last two and no other joined soon after
 
 
 class MicroBatcher:
@@ -121,6 +129,9 @@ class MicroBatcher:
         self._wait_allowed_at = 0  # perf_counter_ns before which batches do not wait (back-off)
         self._timer: asyncio.Handle | None = None
         self._acks: set[asyncio.Task[None]] = set()
+        self._gathered = (0, 0)  # calls gathered by the last two waits
+        self._quick = False  # the current wait holds as many calls as the last two: it ends soon unless more join
+        self._quick_until = 0  # perf_counter_ns at which it ends then
         self.stats = BatchStats()
 
     async def score(
@@ -155,11 +166,34 @@ class MicroBatcher:
                     self._timer = loop.call_later(self._check_ns / 1e9, self._check_wait)
                 else:
                     self._timer = loop.call_later(self._max_wait, self._drain)
-        elif len(self._queue) == self._max_size and self._waiting:
-            assert self._timer is not None
-            self._timer.cancel()  # full: no reason to wait any longer
-            self._timer = loop.call_soon(self._drain)
+        elif self._waiting:
+            if len(self._queue) == self._max_size:
+                assert self._timer is not None
+                self._timer.cancel()  # full: no reason to wait any longer
+                self._timer = loop.call_soon(self._drain)
+            elif not self._quick and len(self._queue) == self._gathered[0] == self._gathered[1] >= _PRODUCTIVE_ROWS:
+                # The callers may all be in: look for the loop idling soon rather than at the next regular check.
+                assert self._timer is not None
+                self._timer.cancel()
+                self._quick = True
+                self._quick_until = now + _QUICK_CHECK_NS
+                self._timer = loop.call_soon(self._spin, len(self._queue))
         return await future
+
+    def _spin(self, gathered: int) -> None:
+        """A wait holding as many calls as the last two: drain unless another joins within ``_QUICK_CHECK_NS``.
+
+        The loop polls without sleeping meanwhile (its timers cannot wake it sooner than a millisecond)."""
+        loop = asyncio.get_running_loop()
+        now = time.perf_counter_ns()
+        if len(self._queue) > gathered:  # more are coming: wait on as usual
+            self._check_mark = (now, time.thread_time_ns())
+            self._timer = loop.call_later(min(self._check_ns, max(self._wait_end_ns - now, 0)) / 1e9, self._check_wait)
+        elif now >= self._quick_until:
+            self.stats.all_in += 1
+            self._drain()
+        else:
+            self._timer = loop.call_soon(self._spin, gathered)
 
     def _check_wait(self) -> None:
         """During a wait: drain when its time is up or the loop idled since the last check, else look again."""
@@ -196,6 +230,7 @@ class MicroBatcher:
 
     def _learn(self, rows: int) -> None:
         """After a wait: keep waiting while waits gather enough company; back off (doubling) while they do not."""
+        self._gathered = (rows, self._gathered[0])
         self.stats.waits += 1
         if rows >= _PRODUCTIVE_ROWS:
             self._backoff_ns = 0
@@ -207,6 +242,7 @@ class MicroBatcher:
     def _drain(self) -> None:
         self._scheduled = False
         self._timer = None
+        self._quick = False
         if self._waiting:
             self._waiting = False
             self._learn(len(self._queue))

@@ -44,6 +44,21 @@ def test_a_wait_ends_once_the_loop_idles(server_factory: Callable[..., RunningSe
     assert max(r.latency_us for r in replies) < 1_000_000  # server-side time: the full wait would be 2 s
 
 
+def test_callers_all_in_end_the_wait_without_the_idle_check(server_factory: Callable[..., RunningServer]) -> None:
+    """Four callers in lockstep: once two waits gathered all four, a wait holding four ends at once, not after the
+    longest wait (no idle check here)."""
+    server = server_factory(batch_wait_us=1_000_000, batch_busy_share=0.0, batch_idle_share=0.0)
+    slowest: list[int] = []
+    for i in range(8):
+        four = [server.scoring.Score.future(txn(f"acct-four-{i}-{k}"), timeout=30) for k in range(4)]
+        slowest.append(max(f.result().latency_us for f in four))
+    stats = _batcher(server).stats
+    assert stats.rows == 32 and stats.waits == stats.batches == 8
+    assert min(slowest[:2]) >= 900_000  # the first two waits learn how many come: they run their full length
+    assert stats.all_in == 6
+    assert max(slowest[2:]) < 500_000
+
+
 def test_lone_calls_back_off_from_waiting(server_factory: Callable[..., RunningServer]) -> None:
     """One call at a time: waits that gather nobody switch waiting off, so few of 40 calls wait at all."""
     server = server_factory(batch_wait_us=20_000, batch_busy_share=0.0)
