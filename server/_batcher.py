@@ -130,8 +130,6 @@ class MicroBatcher:
         self._timer: asyncio.Handle | None = None
         self._acks: set[asyncio.Task[None]] = set()
         self._gathered = (0, 0)  # calls gathered by the last two waits
-        self._quick = False  # the current wait holds as many calls as the last two: it ends soon unless more join
-        self._quick_until = 0  # perf_counter_ns at which it ends then
         self.stats = BatchStats()
 
     async def score(
@@ -171,16 +169,14 @@ class MicroBatcher:
                 assert self._timer is not None
                 self._timer.cancel()  # full: no reason to wait any longer
                 self._timer = loop.call_soon(self._drain)
-            elif not self._quick and len(self._queue) == self._gathered[0] == self._gathered[1] >= _PRODUCTIVE_ROWS:
-                # The callers may all be in: look for the loop idling soon rather than at the next regular check.
+            elif len(self._queue) == self._gathered[0] == self._gathered[1] >= _PRODUCTIVE_ROWS:
+                # The callers may all be in (a wait reaches this size once): end soon unless another call joins.
                 assert self._timer is not None
                 self._timer.cancel()
-                self._quick = True
-                self._quick_until = now + _QUICK_CHECK_NS
-                self._timer = loop.call_soon(self._spin, len(self._queue))
+                self._timer = loop.call_soon(self._spin, len(self._queue), now + _QUICK_CHECK_NS)
         return await future
 
-    def _spin(self, gathered: int) -> None:
+    def _spin(self, gathered: int, until_ns: int) -> None:
         """A wait holding as many calls as the last two: drain unless another joins within ``_QUICK_CHECK_NS``.
 
         The loop polls without sleeping meanwhile (its timers cannot wake it sooner than a millisecond)."""
@@ -189,11 +185,11 @@ class MicroBatcher:
         if len(self._queue) > gathered:  # more are coming: wait on as usual
             self._check_mark = (now, time.thread_time_ns())
             self._timer = loop.call_later(min(self._check_ns, max(self._wait_end_ns - now, 0)) / 1e9, self._check_wait)
-        elif now >= self._quick_until:
+        elif now >= until_ns:
             self.stats.all_in += 1
             self._drain()
         else:
-            self._timer = loop.call_soon(self._spin, gathered)
+            self._timer = loop.call_soon(self._spin, gathered, until_ns)
 
     def _check_wait(self) -> None:
         """During a wait: drain when its time is up or the loop idled since the last check, else look again."""
@@ -242,7 +238,6 @@ class MicroBatcher:
     def _drain(self) -> None:
         self._scheduled = False
         self._timer = None
-        self._quick = False
         if self._waiting:
             self._waiting = False
             self._learn(len(self._queue))
