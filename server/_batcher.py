@@ -159,11 +159,7 @@ class MicroBatcher:
                 self._timer = loop.call_soon(self._drain)
             else:
                 self._wait_end_ns = now + int(self._max_wait * 1e9)
-                if self._idle_share > 0:
-                    self._check_mark = (now, time.thread_time_ns())
-                    self._timer = loop.call_later(self._check_ns / 1e9, self._check_wait)
-                else:
-                    self._timer = loop.call_later(self._max_wait, self._drain)
+                self._wait_on(now)
         elif self._waiting:
             if len(self._queue) == self._max_size:
                 assert self._timer is not None
@@ -180,16 +176,24 @@ class MicroBatcher:
         """A wait holding as many calls as the last two: drain unless another joins within ``_QUICK_CHECK_NS``.
 
         The loop polls without sleeping meanwhile (its timers cannot wake it sooner than a millisecond)."""
-        loop = asyncio.get_running_loop()
         now = time.perf_counter_ns()
         if len(self._queue) > gathered:  # more are coming: wait on as usual
-            self._check_mark = (now, time.thread_time_ns())
-            self._timer = loop.call_later(min(self._check_ns, max(self._wait_end_ns - now, 0)) / 1e9, self._check_wait)
+            self._wait_on(now)
         elif now >= until_ns:
             self.stats.all_in += 1
             self._drain()
         else:
-            self._timer = loop.call_soon(self._spin, gathered, until_ns)
+            self._timer = asyncio.get_running_loop().call_soon(self._spin, gathered, until_ns)
+
+    def _wait_on(self, now: int) -> None:
+        """Go on waiting: look for an idle loop within ``_check_ns``, or (no idle checks) drain at the wait's end."""
+        loop = asyncio.get_running_loop()
+        left = max(self._wait_end_ns - now, 0)
+        if self._idle_share > 0:
+            self._check_mark = (now, time.thread_time_ns())
+            self._timer = loop.call_later(min(self._check_ns, left) / 1e9, self._check_wait)
+        else:
+            self._timer = loop.call_later(left / 1e9, self._drain)
 
     def _check_wait(self) -> None:
         """During a wait: drain when its time is up or the loop idled since the last check, else look again."""
@@ -203,9 +207,7 @@ class MicroBatcher:
             self.stats.early_ends += 1
             self._drain()
             return
-        self._check_mark = (now, cpu)
-        delay = min(self._check_ns, self._wait_end_ns - now)
-        self._timer = asyncio.get_running_loop().call_later(delay / 1e9, self._check_wait)
+        self._wait_on(now)
 
     def _is_busy(self, now: int) -> bool:
         if self._busy_share <= 0.0:
