@@ -4,6 +4,7 @@ backtested, and both reports render."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import Iterator
@@ -44,6 +45,13 @@ def loop_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runn
     server.stop()
 
 
+def _settle(server: RunningServer, sinks: ReviewSinks) -> bool:
+    """Flush the sinks once they hold every call answered so far: the server hands a batch to them in a loop callback
+    after its reply, so a step on the server's loop (FIFO) comes after the callbacks of every reply received."""
+    server.call(asyncio.sleep(0))
+    return sinks.flush()
+
+
 def _payment(txn_id: str, account: str, at: dt.datetime) -> pb.ScoreRequest:
     transaction = pb.Transaction(
         transaction_id=txn_id, event_time=ts(at), account_id=account, counterparty_id="loop-scam-payee",
@@ -73,7 +81,7 @@ def test_the_review_loop(loop_server: tuple[RunningServer, ReviewSinks], bank: p
     assert alerted
 
     # 2. Every score is in the decision log, and every alerting one is an open alert.
-    assert sinks.flush()
+    assert _settle(server, sinks)
     logged = read_decisions(decision_log_dir(settings))
     assert set(bank["transaction_id"]) <= set(logged["transaction_id"])
     with AlertStore.open(alerts_db_path(settings)) as store:
@@ -99,7 +107,7 @@ def test_the_review_loop(loop_server: tuple[RunningServer, ReviewSinks], bank: p
     assert after.action >= pb.ACTION_CHALLENGE
 
     # 4. The alert of loop-3 is closed from the CLI, which reports the outcome to the server.
-    assert sinks.flush()
+    assert _settle(server, sinks)
     with AlertStore.open(alerts_db_path(settings)) as store:
         alert = store.find("loop-3")
         assert alert is not None and alert.state == "open" and "PAYEE_REPORTED" in alert.rule_hits
@@ -113,7 +121,7 @@ def test_the_review_loop(loop_server: tuple[RunningServer, ReviewSinks], bank: p
     assert code == 0, capsys.readouterr().err
     later = scoring.Score(_payment("loop-4", "loop-d", second_report + dt.timedelta(minutes=5)))
     assert later.features["counterparty_fraud_reports"] == 2
-    assert sinks.flush()
+    assert _settle(server, sinks)
     with AlertStore.open(alerts_db_path(settings)) as store:
         closed = store.find("loop-3")
         assert closed is not None and (closed.state, closed.outcome) == ("closed", "confirmed_fraud")
