@@ -36,12 +36,16 @@ def _free_port() -> int:
 class ServerProcess:
     """`outpost serve` as a child process on a loopback port."""
 
-    def __init__(self, data_dir: Path, port: int, **env: str) -> None:
+    def __init__(self, data_dir: Path, port: int, *, stderr_path: Path | None = None, **env: str) -> None:
         self.port = port
         full_env = dict(os.environ, OUTPOST_ADDR=f"127.0.0.1:{port}", OUTPOST_DATA_DIR=str(data_dir),
                         OUTPOST_LOG_LEVEL="warning", **env)
+        # A file, not a pipe, when the server writes more than a pipe holds before anyone reads it.
+        stderr = subprocess.PIPE if stderr_path is None else stderr_path.open("wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env=full_env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=stderr)
+        if stderr_path is not None:
+            stderr.close()  # type: ignore[union-attr]  # the child holds its own copy
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
 
     def wait_serving(self, timeout: float = 180.0) -> None:
@@ -49,7 +53,10 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"server exited early: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                said = "(see its stderr file)"
+                if self.proc.stderr is not None:
+                    said = self.proc.stderr.read().decode()[-2000:]
+                raise AssertionError(f"server exited early: {said}")
             try:
                 status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
                 if status == health_pb2.HealthCheckResponse.SERVING:
@@ -165,8 +172,9 @@ def test_kill_9_under_load_keeps_every_acknowledged_transaction(tmp_path: Path,
                         f"(served txn_count_total={served[count_col]}, acked={len(mine)})"
 
 
-# Offline analysis and training, and Redis, which only a server with OUTPOST_STATE_BACKEND=redis needs.
-_UNNEEDED_LIBRARIES = ("pandas", "matplotlib", "lightgbm", "sklearn", "redis")
+# Charts, training, and Redis, which only a server with OUTPOST_STATE_BACKEND=redis needs. (pandas is needed: pyarrow
+# imports it at the decision log's first array, so the log does that at start; see the test below.)
+_UNNEEDED_LIBRARIES = ("matplotlib", "lightgbm", "sklearn", "redis")
 
 _LOAD_AND_LIST = """
 import sys
@@ -181,11 +189,53 @@ service.close()
 
 
 def test_a_loaded_service_has_not_imported_what_it_does_not_serve_with(tmp_path: Path) -> None:
-    """A single-machine server imports no pandas, matplotlib, training library or Redis client: about a second of
-    every cold start."""
+    """A single-machine server imports no chart, training library or Redis client: about a second of every cold
+    start."""
     env = dict(os.environ, OUTPOST_DATA_DIR=str(tmp_path), OUTPOST_LOG_LEVEL="warning")
     done = subprocess.run([sys.executable, "-c", _LOAD_AND_LIST], env=env, capture_output=True, text=True,
                           timeout=300, check=True)
     imported = set(done.stdout.split())
     assert {"server", "features", "rules_engine", "models", "review", "onnxruntime", "numba"} <= imported
     assert imported.isdisjoint(_UNNEEDED_LIBRARIES), sorted(imported & set(_UNNEEDED_LIBRARIES))
+
+
+def test_a_serving_server_imports_no_module(tmp_path: Path, processes: list[ServerProcess]) -> None:
+    """Everything the calls need is imported before SERVING: an import holds the GIL (pandas, which pyarrow imports
+    at its first array, once took the decision log's writer 0.2 s while a fresh server's first calls waited)."""
+    from loadtest._data import simulated_transactions
+    from loadtest._requests import row_to_request
+
+    requests = [row_to_request(row) for row in simulated_transactions(600).head(600).to_dict("records")]
+    stderr = tmp_path / "stderr.txt"
+    server = ServerProcess(tmp_path / "data", _free_port(), stderr_path=stderr, PYTHONPROFILEIMPORTTIME="1")
+    processes.append(server)
+    server.wait_serving()
+    served_from = stderr.stat().st_size
+    assert b"import time:" in stderr.read_bytes()  # the child does report its imports
+
+    replies = [server.scoring.Score(r, timeout=30) for r in requests[:300]]
+    explained = pb.ScoreRequest()
+    explained.CopyFrom(requests[300])
+    explained.explain = True
+    replies.append(server.scoring.Score(explained, timeout=30))
+    replies.extend(server.scoring.ScoreBatch(pb.ScoreBatchRequest(requests=requests[301:]), timeout=60).responses)
+    alerted = [r for r in replies if r.action >= pb.ACTION_REVIEW]
+    assert alerted, "no call alerted: the alert queue's writer was not exercised"
+    fraud = next(r for r in requests if r.transaction.transaction_id == alerted[0].transaction_id)
+    server.scoring.ReportOutcome(pb.ReportOutcomeRequest(
+        transaction_id=fraud.transaction.transaction_id, outcome=pb.OUTCOME_CONFIRMED_FRAUD,
+        reported_at=fraud.transaction.event_time), timeout=30)
+    segments = tmp_path / "data" / "decisions"
+
+    def logged() -> bool:
+        return any(p.stat().st_size for p in segments.glob(".active-*.arrows"))
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not logged():
+        time.sleep(0.1)  # the writers linger 0.2 s between writes
+    assert logged(), "the decision log wrote nothing"
+    time.sleep(0.5)
+    with stderr.open("rb") as fh:
+        fh.seek(served_from)
+        late = [line for line in fh.read().decode(errors="replace").splitlines() if line.startswith("import time:")]
+    assert not late, "imported while serving:\n" + "\n".join(late[:20])
