@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from bench._modules import ModuleSection
 from bench._suite import (
     BARE,
+    FIRST_SECOND_RATE,
     IDLE_SHARE_LIMIT,
     OUTPOST,
     OUTPOST_NONE,
@@ -321,6 +322,11 @@ def _startup(result: SuiteResult, cold: float) -> list[str]:
     lines = [
         f"- Launch of `outpost serve` to health SERVING, fresh data directory, warm numba cache: "
         f"{', '.join(f'{s:.2f}' for s in result.cold_start_s) or 'n/a'} s (median {_f(cold, 2)} s).",
+        "- The first second of calls to each of those servers, from the moment it was SERVING (open loop, "
+        f"{FIRST_SECOND_RATE:,.0f} calls/s, one client process, no warm-up), p50 / p99 / max ms: "
+        + ("; ".join(f"{p50:.2f} / {p99:.2f} / {top:.2f}" for p50, p99, top in result.first_second_ms) or "n/a")
+        + ". Everything the calls need is loaded before SERVING (tests/server/test_lifecycle.py checks that a "
+        "serving server imports no module).",
         f"- The same with an empty rules-kernel cache (`OUTPOST_CACHE_DIR` fresh: the rule kernel compiles): "
         f"{_f(result.cold_start_empty_cache_s, 2)} s.",
         f"- Restart on the state left by the load runs ({result.restart_transactions:,} transactions applied): "

@@ -164,6 +164,8 @@ class SuiteResult:
     open_loop_own_rate: float = float("nan")
     batch: Scenario | None = None
     cold_start_s: list[float] = field(default_factory=list)
+    # Open loop at FIRST_SECOND_RATE from the moment a fresh server is SERVING: (p50, p99, max) ms per start.
+    first_second_ms: list[tuple[float, float, float]] = field(default_factory=list)
     cold_start_empty_cache_s: float = float("nan")
     restart_with_state_s: float = float("nan")
     restart_transactions: int = 0
@@ -318,7 +320,7 @@ def run_suite(config: SuiteConfig, requests: list[pb.ScoreRequest], log: Callabl
         if OUTPOST in outposts:
             _restart_with_state(outposts[OUTPOST], result, log)
     if not result.outpost_error:
-        _cold_starts(config, result, log)
+        _cold_starts(config, requests, result, log)
     return result
 
 
@@ -408,13 +410,26 @@ def _restart_with_state(server: OutpostServer, result: SuiteResult, log: Callabl
         result.notes.append(f"restart on existing state failed: {exc}")
 
 
-def _cold_starts(config: SuiteConfig, result: SuiteResult, log: Callable[[str], None]) -> None:
-    """Launch-to-SERVING of fresh servers; the numba caches are warm from the servers started before."""
+FIRST_SECOND_RATE = 500.0  # calls/s offered to a server from the moment it is SERVING
+
+
+def _cold_starts(config: SuiteConfig, requests: list[pb.ScoreRequest], result: SuiteResult,
+                 log: Callable[[str], None]) -> None:
+    """Launch-to-SERVING of fresh servers (the numba caches are warm from the servers started before), and the
+    latency of each one's first second of calls: SERVING should mean answering as fast as later."""
     for i in range(config.cold_starts):
         try:
             with OutpostServer(name=f"cold start {i + 1}") as fresh:
                 result.cold_start_s.append(fresh.start_seconds)
-                log(f"cold start {i + 1}: SERVING after {fresh.start_seconds:.2f} s")
+                first = run_load_test(
+                    LoadTestConfig(target=fresh.target, rate=FIRST_SECOND_RATE, processes=1, duration_s=1.0,
+                                   warmup_s=0.0),
+                    RequestPool(requests), label=f"cold start {i + 1}",
+                )
+                p50, p99, top = (first.latency(name) for name in ("p50", "p99", "max"))
+                result.first_second_ms.append((p50, p99, top))
+                log(f"cold start {i + 1}: SERVING after {fresh.start_seconds:.2f} s; first second of calls p50 "
+                    f"{p50:.2f} p99 {p99:.2f} max {top:.2f} ms")
             result.exit_codes[f"cold start {i + 1}"] = fresh.exit_code
         except LoadTestError as exc:
             result.notes.append(f"cold start failed: {exc}")
