@@ -16,17 +16,24 @@ sync, 90 µs of CPU instead of 103-148; the sync after each zero-fill takes 1.5-
 leave unwritten extents whose conversion costs a journal commit on every sync: no gain.) The unused, zeroed tail
 of a segment is not damage: recovery drops it as it drops a torn block.
 
-A snapshot requested by the scoring thread is a copy of the arrays queued in the same buffer, so it is written
-by ``sync`` in log order, off the scoring thread; once it is durable, older segments and snapshots are deleted.
+A snapshot requested by the scoring thread is a copy of the arrays queued in the same buffer. ``sync`` meets it
+in log order: it makes the records before it durable, starts a new segment where the snapshot ends, and hands the
+snapshot to a writer thread of its own. Syncs go on meanwhile (a snapshot of a million accounts is about 235 MB;
+written inside a sync, it held every call waiting on durability for a quarter of a second here, and longer than
+the sync-stall limit on a slower disk). Once the snapshot is durable, the writer deletes the older segments and
+snapshots; until then, recovery uses the previous snapshot and every segment.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
+import logging
 import os
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +55,7 @@ LOG_DTYPE = np.dtype(
 _MAGIC = b"OPL1"
 _HEADER = struct.Struct("<4sIII")
 _PREALLOCATE = 1 << 20  # bytes zero-filled at a time ahead of a segment's writes
+_log = logging.getLogger(__name__)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -113,6 +121,76 @@ class DirectoryLock:
 class _SnapshotJob:
     covered: int
     arrays: dict[str, np.ndarray]
+
+
+def _write_snapshot(data_dir: Path, fingerprint: str, job: _SnapshotJob) -> None:
+    """Write ``job`` as snap-<covered>.npz (aside, fsynced, renamed), then delete what it makes redundant."""
+    final = data_dir / _snapshot_name(job.covered)
+    tmp = data_dir / (final.name + ".tmp")
+    try:
+        with tmp.open("wb") as handle:
+            payload: dict[str, Any] = {"fingerprint": np.array(fingerprint), **job.arrays}
+            np.savez(handle, **payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(data_dir)
+    # Segments are cut where snapshots end, so every segment that starts before ``covered`` ends by it.
+    for number, path in _numbered(data_dir, "snap-", ".npz"):
+        if number < job.covered:
+            path.unlink(missing_ok=True)
+    for number, path in _numbered(data_dir, "log-", ".opl"):
+        if number < job.covered:
+            path.unlink(missing_ok=True)
+    _fsync_dir(data_dir)
+
+
+class _SnapshotWriter:
+    """Writes queued snapshots, in order, on a thread that runs while there are any.
+
+    It holds no reference to the log (nor to the directory lock), so dropping a log without closing it (an
+    abrupt stop, in tests) releases the directory as before."""
+
+    def __init__(self, write: Callable[[_SnapshotJob], None]) -> None:
+        self._write = write
+        self._jobs: list[_SnapshotJob] = []
+        self._busy = threading.Condition()
+        self._running = False
+        self.failures = 0
+        self.last_error: BaseException | None = None
+
+    def submit(self, job: _SnapshotJob) -> None:
+        with self._busy:
+            self._jobs.append(job)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="outpost-snapshot", daemon=True).start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once every submitted snapshot is written (or has failed)."""
+        with self._busy:
+            return self._busy.wait_for(lambda: not self._running, timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._busy:
+                if not self._jobs:
+                    self._running = False
+                    self._busy.notify_all()
+                    return
+                job = self._jobs[0]
+            try:
+                self._write(job)
+            except Exception as exc:  # the log still holds every record: recovery uses the previous snapshot
+                self.failures += 1
+                self.last_error = exc
+                _log.error("snapshot of %d log records failed (%s); the log keeps every record", job.covered, exc)
+            finally:
+                with self._busy:
+                    self._jobs.pop(0)
 
 
 @dataclass(slots=True)
@@ -226,7 +304,9 @@ class DurableLog:
         # A raw descriptor: nothing is buffered in the process, so an abrupt stop loses only what sync() never wrote.
         self._fd: int | None
         self._fd, self._used = _open_segment(data_dir / _segment_name(total))
+        self._first = total  # the first record of the open segment
         self._allocated = self._used  # bytes of the segment that exist (written or zero-filled)
+        self._snapshots = _SnapshotWriter(functools.partial(_write_snapshot, data_dir, fingerprint))
         _fsync_dir(data_dir)
 
     @property
@@ -265,7 +345,8 @@ class DurableLog:
                         durable += self._write_block(pending, fsync=True)
                         pending = []
                         done = i
-                        self._write_snapshot(item)
+                        self._cut(item.covered)
+                        self._snapshots.submit(item)
                         done = i + 1
                     else:
                         pending.append(item)
@@ -310,33 +391,28 @@ class DurableLog:
         os.pwrite(self._fd, bytes(size - self._allocated), self._allocated)  # a full disk raises, as a write would
         self._allocated = size
 
-    def _write_snapshot(self, job: _SnapshotJob) -> None:
+    def _cut(self, first: int) -> None:
+        """Start a new segment at record ``first`` (where a snapshot ends); the old one keeps its zeroed tail."""
         assert self._fd is not None
-        final = self._dir / _snapshot_name(job.covered)
-        tmp = self._dir / (final.name + ".tmp")
-        with tmp.open("wb") as handle:
-            payload: dict[str, Any] = {"fingerprint": np.array(self._fingerprint), **job.arrays}
-            np.savez(handle, **payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-        # The new segment starts where the snapshot ends; older files are garbage once the rename is durable.
-        # The old segment keeps its unused reserved tail: it is deleted below, once the snapshot covers it.
+        if first == self._first:
+            return  # nothing was written since the last cut
+        fd, used = _open_segment(self._dir / _segment_name(first))  # first: a failure leaves the old one open
         os.close(self._fd)
-        self._fd, self._used = _open_segment(self._dir / _segment_name(job.covered))
-        self._allocated = self._used
-        _fsync_dir(self._dir)
-        for number, path in _numbered(self._dir, "snap-", ".npz"):
-            if number < job.covered:
-                path.unlink(missing_ok=True)
-        for number, path in _numbered(self._dir, "log-", ".opl"):
-            if number < job.covered:
-                path.unlink(missing_ok=True)
+        self._fd, self._used, self._allocated, self._first = fd, used, used, first
         _fsync_dir(self._dir)
 
+    def wait_for_snapshots(self, timeout: float | None = None) -> bool:
+        """True once every snapshot handed over by ``sync`` is durable (or has failed: see ``snapshot_failures``)."""
+        return self._snapshots.wait(timeout)
+
+    @property
+    def snapshot_failures(self) -> int:
+        return self._snapshots.failures
+
     def close(self) -> None:
-        """Flush everything and close the segment."""
+        """Flush everything, wait for the snapshots being written, and close the segment."""
         self.sync()
+        self._snapshots.wait()
         with self._io_lock:
             if self._fd is not None:
                 os.close(self._fd)

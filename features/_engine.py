@@ -228,6 +228,11 @@ class FeatureEngine:
         with self._lock:
             self._log.append_snapshot(self._backend.export())
 
+    def wait_for_snapshots(self, timeout: float | None = None) -> bool:
+        """True once every snapshot that ``sync`` handed to the snapshot writer is on disk (or has failed; the log
+        keeps every record either way). ``sync`` does not wait for them; ``close`` does."""
+        return self._log.wait_for_snapshots(timeout) if self._log is not None else True
+
     def close(self) -> None:
         """Commit what is pending, write a final snapshot and the log, and release the backend."""
         if self._closed:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +55,7 @@ def test_recovery_after_abrupt_stop_equals_replay(tmp_path: Path, snapshot_every
     engine = FeatureEngine.open(config, data_dir=tmp_path)
     feed(engine, synced)
     assert engine.sync() > 0
+    assert engine.wait_for_snapshots(30)  # the sync handed them to the snapshot writer
     feed(engine, unsynced)  # buffered, never synced: lost on an abrupt stop
     del engine  # no close(): nothing more is written
     recovered = FeatureEngine.open(config, data_dir=tmp_path)
@@ -246,3 +249,61 @@ def test_sigkill_during_load_loses_nothing_synced(tmp_path: Path, config: Featur
     assert recovered.stats()["applied"] == expected.stats()["applied"]
     assert np.array_equal(probe_features(recovered, work), probe_features(expected, work))
     assert os.path.exists(tmp_path / "FINGERPRINT")
+
+
+def test_syncs_go_on_while_a_snapshot_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot is written on its own thread: syncs meanwhile make records durable, a crash before it is done
+    recovers from the log alone, and once it is done the segments it covers are gone."""
+    from features import _durability
+
+    config = FeatureConfig(snapshot_every=0)
+    work = generate(config, seed=19, rows=600)
+    first, second = work.steps[:200], work.steps[200:]
+    gate = threading.Event()
+    real = _durability._write_snapshot
+
+    def held(data_dir: Path, fingerprint: str, job: object) -> None:
+        assert gate.wait(30)
+        real(data_dir, fingerprint, job)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_durability, "_write_snapshot", held)
+    engine = FeatureEngine.open(config, data_dir=tmp_path / "live")
+    feed(engine, first)
+    engine.snapshot()
+    assert engine.sync() > 0
+    assert not engine.wait_for_snapshots(0.05)  # still held
+    feed(engine, second)
+    assert engine.sync() > 0  # not behind the snapshot
+    shutil.copytree(tmp_path / "live", tmp_path / "crashed")  # what a crash now would leave
+    assert not list((tmp_path / "crashed").glob("snap-*.npz"))
+    assert len(list((tmp_path / "crashed").glob("log-*.opl"))) == 2  # cut where the snapshot ends
+    expected = probe_features(reference_engine(config, work.steps), work)
+    assert np.array_equal(probe_features(FeatureEngine.open(config, data_dir=tmp_path / "crashed"), work), expected)
+    gate.set()
+    assert engine.wait_for_snapshots(30)
+    assert len(list((tmp_path / "live").glob("snap-*.npz"))) == 1
+    assert len(list((tmp_path / "live").glob("log-*.opl"))) == 1  # the covered segment is deleted
+    del engine  # abrupt stop: recovery from the snapshot and the segment after it
+    assert np.array_equal(probe_features(FeatureEngine.open(config, data_dir=tmp_path / "live"), work), expected)
+
+
+def test_a_failed_snapshot_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot that cannot be written (a full disk) is counted and logged; syncs and the log are unaffected."""
+    from features import _durability
+
+    def full_disk(data_dir: Path, fingerprint: str, job: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_durability, "_write_snapshot", full_disk)
+    config = FeatureConfig(snapshot_every=0)
+    work = generate(config, seed=23, rows=300)
+    engine = FeatureEngine.open(config, data_dir=tmp_path)
+    feed(engine, work.steps[:100])
+    engine.snapshot()
+    feed(engine, work.steps[100:])
+    assert engine.sync() > 0
+    assert engine.wait_for_snapshots(30)
+    assert engine._log is not None and engine._log.snapshot_failures == 1
+    del engine  # abrupt stop
+    recovered = FeatureEngine.open(config, data_dir=tmp_path)
+    assert np.array_equal(probe_features(recovered, work), probe_features(reference_engine(config, work.steps), work))
