@@ -248,8 +248,12 @@ class FeatureEngine:
         self._closed = True
 
     def stats(self) -> dict[str, int]:
-        """Counts and memory: accounts, events, applied, seen_pairs, outcomes, state_bytes, ..."""
-        return self._backend.stats()
+        """Counts and memory: accounts, events, applied, seen_pairs, outcomes, state_bytes, ...; with a data_dir,
+        also snapshot_failures (snapshots that could not be written since the engine opened)."""
+        stats = self._backend.stats()
+        if self._log is not None:
+            stats["snapshot_failures"] = self._log.snapshot_failures
+        return stats
 
     # --- the offline path -----------------------------------------------------------------------------------------
     def replay(self, txns: np.ndarray, outcomes: np.ndarray | None = None) -> np.ndarray:

@@ -51,6 +51,7 @@ METRIC_NAMES = (
     "outpost_shed",
     "outpost_state_accounts",
     "outpost_state_bytes",
+    "outpost_state_snapshot_failures",
     "outpost_state_sync_seconds",
     "outpost_versions",
 )
@@ -82,6 +83,11 @@ class _LiveState(Collector):
                                         value=float(stats.get("accounts", 0)))
                 yield GaugeMetricFamily("outpost_state_bytes", "Memory held by the feature state",
                                         value=float(stats.get("state_bytes", 0)))
+                yield GaugeMetricFamily(
+                    "outpost_state_snapshot_failures",
+                    "Snapshots of the feature state that could not be written since start (the log keeps every record)",
+                    value=float(stats.get("snapshot_failures", 0)),
+                )
         if self.pipeline is not None:
             snap = self.pipeline.snapshot
             yield InfoMetricFamily(
