@@ -11,7 +11,7 @@ import grpc
 import pytest
 from outpost.v1 import outpost_pb2 as pb
 
-from server._batcher import MicroBatcher
+from server._batcher import _QUICK_MIN_NS, MicroBatcher
 from tests.server.conftest import RunningServer, txn
 
 
@@ -57,6 +57,8 @@ def test_callers_all_in_end_the_wait_without_the_idle_check(server_factory: Call
     assert min(slowest[:2]) >= 900_000  # the first two waits learn how many come: they run their full length
     assert stats.all_in == 6
     assert max(slowest[2:]) < 500_000
+    # Nobody ever joined a quick check: six of them shortened it to its least (200 µs x 0.75^6 < 40 µs).
+    assert _batcher(server)._quick_ns == _QUICK_MIN_NS
 
 
 def test_lone_calls_back_off_from_waiting(server_factory: Callable[..., RunningServer]) -> None:
