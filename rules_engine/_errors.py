@@ -99,8 +99,11 @@ class ExpressionIssue:
 
 
 class ExpressionSyntaxError(Exception):
-    """Internal: raised by the lexer and parser at the first syntax error of an expression."""
+    """Internal: raised by the lexer (at the first bad character) and the parser (with every syntax error it finds:
+    it resumes after each at the next 'and', 'or', ',' or closing bracket). ``issue`` is the first of ``issues``."""
 
-    def __init__(self, issue: ExpressionIssue) -> None:
-        super().__init__(issue.message)
-        self.issue = issue
+    def __init__(self, issues: ExpressionIssue | list[ExpressionIssue], *, recoverable: bool = True) -> None:
+        self.issues = [issues] if isinstance(issues, ExpressionIssue) else list(issues)
+        super().__init__("; ".join(issue.message for issue in self.issues))
+        self.issue = self.issues[0]
+        self.recoverable = recoverable  # False: the parser must not resume after it (nesting too deep)

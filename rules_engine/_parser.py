@@ -35,6 +35,7 @@ __all__ = [
 COMPARISON_OPERATORS = frozenset({"==", "!=", "<", "<=", ">", ">="})
 # Deep nesting is never needed in a rule and would exhaust the recursion limit.
 _MAX_DEPTH = 60
+_MAX_ISSUES = 10  # syntax errors reported for one expression at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,7 @@ class _Parser:
         self._tokens = tokens
         self._pos = 0
         self._depth = 0
+        self._issues: list[ExpressionIssue] = []  # syntax errors the parser resumed after
 
     # -- token helpers -----------------------------------------------------------------
     def _peek(self, ahead: int = 0) -> Token:
@@ -179,12 +181,52 @@ class _Parser:
         token = self._peek(ahead)
         return token.kind is kind and (text is None or token.text == text)
 
-    def _error(self, token: Token, message: str, *, expected: str, suggestion: str = "") -> ExpressionSyntaxError:
+    def _error(
+        self, token: Token, message: str, *, expected: str, suggestion: str = "", recoverable: bool = True
+    ) -> ExpressionSyntaxError:
         return ExpressionSyntaxError(
             ExpressionIssue(
                 offset=token.offset, message=message, expected=expected, got=_describe(token), suggestion=suggestion
-            )
+            ),
+            recoverable=recoverable,
         )
+
+    def _note(self, error: ExpressionSyntaxError) -> None:
+        """Keep a syntax error to report; one at an offset already reported is the same mistake seen again."""
+        if all(issue.offset != error.issue.offset for issue in self._issues):
+            self._issues.append(error.issue)
+
+    def _operand(self) -> Syntax:
+        """An operand of 'and' / 'or'. After a syntax error in it: the error kept, the tokens up to the next 'and',
+        'or', ',' or closing bracket of this level skipped, and a placeholder in its place, so the parse goes on
+        and finds the errors of the other operands too."""
+        depth = self._depth
+        try:
+            return self._not()
+        except ExpressionSyntaxError as error:
+            if not error.recoverable or len(self._issues) >= _MAX_ISSUES:
+                raise
+            self._note(error)
+            self._depth = depth
+            self._skip()
+            return SBool(True, error.issue.offset)
+
+    def _skip(self) -> None:
+        level = 0
+        while True:
+            token = self._peek()
+            if token.kind is TokenKind.END:
+                return
+            if level == 0 and (
+                (token.kind is TokenKind.KEYWORD and token.text in ("and", "or"))
+                or token.kind in (TokenKind.COMMA, TokenKind.RPAREN, TokenKind.RBRACKET)
+            ):
+                return
+            if token.kind in (TokenKind.LPAREN, TokenKind.LBRACKET):
+                level += 1
+            elif token.kind in (TokenKind.RPAREN, TokenKind.RBRACKET):
+                level -= 1
+            self._advance()
 
     def _expect(self, kind: TokenKind, what: str) -> Token:
         token = self._peek()
@@ -196,25 +238,33 @@ class _Parser:
     def parse(self) -> Syntax:
         if self._is(TokenKind.END):
             raise self._error(self._peek(), "the expression is empty", expected="a condition")
-        tree = self._or()
+        try:
+            tree = self._or()
+        except ExpressionSyntaxError as error:  # one the parser could not resume after
+            self._note(error)
+            raise ExpressionSyntaxError(self._issues, recoverable=False) from None
         token = self._peek()
         if token.kind is not TokenKind.END:
             if token.kind is TokenKind.OPERATOR and token.text in COMPARISON_OPERATORS:
-                raise self._error(
+                self._note(self._error(
                     token,
                     "comparisons cannot be chained; join them with 'and' or use 'x between a and b'",
                     expected="'and', 'or' or the end of the expression",
-                )
-            raise self._error(
-                token, f"unexpected {_describe(token)}",
-                expected="an operator, 'and', 'or' or the end of the expression",
-            )
+                ))
+            else:
+                self._note(self._error(
+                    token, f"unexpected {_describe(token)}",
+                    expected="an operator, 'and', 'or' or the end of the expression",
+                ))
+        if self._issues:
+            raise ExpressionSyntaxError(sorted(self._issues, key=lambda issue: issue.offset))
         return tree
 
     def _nested(self) -> None:
         self._depth += 1
         if self._depth > _MAX_DEPTH:
-            raise self._error(self._peek(), "the expression is nested too deeply", expected="a simpler expression")
+            raise self._error(self._peek(), "the expression is nested too deeply", expected="a simpler expression",
+                              recoverable=False)
 
     def _or(self) -> Syntax:
         first = self._and()
@@ -225,11 +275,11 @@ class _Parser:
         return first if len(operands) == 1 else SLogical("or", tuple(operands), _offset(first))
 
     def _and(self) -> Syntax:
-        first = self._not()
+        first = self._operand()
         operands = [first]
         while self._is(TokenKind.KEYWORD, "and"):
             self._advance()
-            operands.append(self._not())
+            operands.append(self._operand())
         return first if len(operands) == 1 else SLogical("and", tuple(operands), _offset(first))
 
     def _not(self) -> Syntax:
@@ -366,5 +416,6 @@ def _offset(node: Syntax) -> int:
 
 
 def parse(text: str) -> Syntax:
-    """The syntax tree of ``text``; raises ExpressionSyntaxError at the first syntax error."""
+    """The syntax tree of ``text``; raises ExpressionSyntaxError with its syntax errors (every one the parser finds by
+    resuming at the next 'and', 'or', ',' or closing bracket; at most ``_MAX_ISSUES``), in order of offset."""
     return _Parser(tokenize(text)).parse()

@@ -315,7 +315,7 @@ class _Reader:
         try:
             tree = parse(text)
         except ExpressionSyntaxError as error:
-            self.issues(node, rule_id, [error.issue], "in 'when'")
+            self.issues(node, rule_id, error.issues, "in 'when'")
             return None
         checked, issues = check(tree, self.symbols)
         if checked is None:

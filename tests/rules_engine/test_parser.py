@@ -153,3 +153,37 @@ def test_deep_nesting_is_refused_instead_of_exhausting_the_stack() -> None:
     """A pathological nesting depth is a syntax error, not a RecursionError."""
     assert "nested too deeply" in syntax_error("(" * 500 + "a" + ")" * 500 + " > 1").issue.message
     assert "nested too deeply" in syntax_error("-" * 500 + "a > 1").issue.message
+
+
+def test_every_broken_operand_of_an_expression_is_reported() -> None:
+    """After a syntax error the parser resumes at the next 'and' / 'or', so each broken clause is reported once, at
+    its own offset, in order."""
+    text = "amount_cny > and channel in TELLER or (fan_in_24h >= 3 and ) or out_count_1h >= 2"
+    issues = syntax_error(text).issues
+    assert [(issue.offset, issue.message) for issue in issues] == [
+        (text.index("and"), "expected a value, found 'and'"),
+        (text.index("TELLER"), "'in' must be followed by a list such as [TELLER, ATM]"),
+        (text.index(")"), "expected a value, found ')'"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "offsets"),
+    [
+        ("a > 1 and )", [10]),  # the stray ')' once, not again as "unexpected ')'"
+        ("max(a >, b) > 1 and c <", [7, 23]),  # resumes at the ',' of the call
+        ("(a > ) and b <", [5, 14]),  # resumes after the group
+        ("a between and 5 or b >", [10, 22]),
+    ],
+)
+def test_resuming_after_an_error_reports_no_echo_of_it(text: str, offsets: list[int]) -> None:
+    """Resuming skips to a point the grammar can continue from: the same mistake is not reported twice."""
+    assert [issue.offset for issue in syntax_error(text).issues] == offsets
+
+
+def test_too_deep_nesting_is_not_resumed_after() -> None:
+    """Nesting past the limit ends the parse at once, with the errors found before it."""
+    error = syntax_error("a > and " + "(" * 500 + "b" + ")" * 500 + " > 1")
+    assert [issue.message for issue in error.issues] == [
+        "expected a value, found 'and'", "the expression is nested too deeply",
+    ]

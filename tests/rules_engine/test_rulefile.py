@@ -91,6 +91,13 @@ def test_syntax_error_in_when_has_a_position() -> None:
     assert error.suggestion == "and"
 
 
+def test_every_syntax_error_in_a_when_has_its_position() -> None:
+    """An analyst sees each broken clause of a condition at once, each at its line and column."""
+    errors = errors_of(rule_yaml("amount_cny > and is_night\nor channel in TELLER"))
+    assert [(e.line, e.column) for e in errors] == [(9, 20), (10, 21)]  # at "and", at "TELLER"
+    assert "expected a value" in errors[0].message and "followed by a list" in errors[1].message
+
+
 def test_a_bad_file_is_rejected_as_a_whole_with_every_error() -> None:
     """One good rule and several broken ones: nothing is returned, every problem is listed in file order."""
     text = textwrap.dedent(
