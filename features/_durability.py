@@ -169,6 +169,11 @@ class _SnapshotWriter:
                 self._running = True
                 threading.Thread(target=self._run, name="outpost-snapshot", daemon=True).start()
 
+    @property
+    def busy(self) -> bool:
+        """True while a snapshot is being written or waits for its turn."""
+        return self._running
+
     def wait(self, timeout: float | None = None) -> bool:
         """True once every submitted snapshot is written (or has failed)."""
         with self._busy:
@@ -313,6 +318,13 @@ class DurableLog:
     def records_since_snapshot(self) -> int:
         """Records appended since the last snapshot was queued."""
         return self._since_snapshot
+
+    @property
+    def snapshot_pending(self) -> bool:
+        """True from the moment a snapshot is queued until the snapshot writer is done with it."""
+        with self._lock:
+            queued = any(isinstance(item, _SnapshotJob) for item in self._buffer)
+        return queued or self._snapshots.busy
 
     def append(self, records: np.ndarray) -> None:
         """Buffer LOG_DTYPE records (durable after the next sync())."""

@@ -193,7 +193,9 @@ class FeatureEngine:
         if self._log is not None:
             self._log.append(_log_records(txns, handles >= 0, blocked))
             every = self._config.snapshot_every
-            if every and self._log.records_since_snapshot >= every:
+            # Not while the last one is still being written: on a disk slower than snapshots come due, copies of
+            # the whole state would pile up in memory (and each copy holds the scoring thread).
+            if every and self._log.records_since_snapshot >= every and not self._log.snapshot_pending:
                 self.snapshot()
 
     def record_outcome(self, counterparty_key: int, reported_at_us: int, is_fraud: bool) -> None:

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -305,5 +306,38 @@ def test_a_failed_snapshot_loses_nothing(tmp_path: Path, monkeypatch: pytest.Mon
     assert engine.wait_for_snapshots(30)
     assert engine.stats()["snapshot_failures"] == 1  # and so outpost_state_snapshot_failures
     del engine  # abrupt stop
+    recovered = FeatureEngine.open(config, data_dir=tmp_path)
+    assert np.array_equal(probe_features(recovered, work), probe_features(reference_engine(config, work.steps), work))
+
+
+def test_a_snapshot_due_while_one_is_written_waits_for_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No second copy of the state is taken while the writer still has one: on a slow disk they would pile up."""
+    from features import _durability
+
+    gate = threading.Event()
+    written: list[int] = []
+    real = _durability._write_snapshot
+
+    def held(data_dir: Path, fingerprint: str, job: Any) -> None:
+        assert gate.wait(30)
+        written.append(job.covered)
+        real(data_dir, fingerprint, job)
+
+    monkeypatch.setattr(_durability, "_write_snapshot", held)
+    config = FeatureConfig(snapshot_every=50)
+    work = generate(config, seed=29, rows=900)
+    engine = FeatureEngine.open(config, data_dir=tmp_path)
+    steps = iter(work.steps)
+    while engine.stats()["applied"] < 60:  # one snapshot comes due, is queued, then handed to the (held) writer
+        feed(engine, [next(steps)])
+    engine.sync()
+    for step in steps:  # many more due; none is taken while the writer holds the first
+        feed(engine, [step])
+        engine.sync()
+    gate.set()
+    assert engine.wait_for_snapshots(30)
+    assert len(written) == 1
+    engine.close()  # the final snapshot
+    assert len(written) == 2
     recovered = FeatureEngine.open(config, data_dir=tmp_path)
     assert np.array_equal(probe_features(recovered, work), probe_features(reference_engine(config, work.steps), work))
