@@ -160,7 +160,6 @@ class _SnapshotWriter:
         self._busy = threading.Condition()
         self._running = False
         self.failures = 0
-        self.last_error: BaseException | None = None
 
     def submit(self, job: _SnapshotJob) -> None:
         with self._busy:
@@ -191,7 +190,6 @@ class _SnapshotWriter:
                 self._write(job)
             except Exception as exc:  # the log still holds every record: recovery uses the previous snapshot
                 self.failures += 1
-                self.last_error = exc
                 _log.error("snapshot of %d log records failed (%s); the log keeps every record", job.covered, exc)
             finally:
                 with self._busy:
@@ -300,7 +298,6 @@ class DurableLog:
     def __init__(self, data_dir: Path, fingerprint: str, total: int, lock: DirectoryLock) -> None:
         self._dir = data_dir
         self._dir_lock = lock
-        self._fingerprint = fingerprint
         self._lock = threading.Lock()  # guards the buffer and the record counter
         self._io_lock = threading.Lock()  # one sync() at a time
         self._buffer: list[np.ndarray | _SnapshotJob] = []
