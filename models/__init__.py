@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from features import lazy_names
 from models._errors import DataError, ExportError, FeatureMismatchError, ModelError, RegistryError, TrainingError
 from models._hybrid import combine_scores
-from models._reasons import model_reason
+from models._reasons import model_reason, reason_shares
 from models._runner import ModelRunner, default_model_dir
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ __all__ = [
     "default_model_dir",
     "load_transactions",
     "model_reason",
+    "reason_shares",
     "simulate",
     "train_model",
 ]

@@ -7,11 +7,11 @@ Locale "en" picks English; anything else zh-CN (as everywhere in Outpost).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from features import CATALOGUE, ENUMS
 
-__all__ = ["MESSAGE_TEMPLATES", "model_reason"]
+__all__ = ["MESSAGE_TEMPLATES", "model_reason", "reason_shares"]
 
 _ENUM_ZH: dict[str, dict[str, str]] = {
     "TransactionType": {
@@ -120,3 +120,13 @@ def model_reason(feature_name: str, value: float, locale: str) -> str:
     fmt: Callable[..., str] = (template[0] if zh else template[1]).format
     text = fmt(v=value)
     return text if zh else text[:1].upper() + text[1:]
+
+
+def reason_shares(contributions: Sequence[tuple[str, float]], model_points: float) -> list[tuple[str, float]]:
+    """The model's points of a decision, shared out over its explanation (``ModelRunner.explain``: feature name and
+    log-odds contribution): in proportion to the contributions, or equally when they do not add up to more than
+    zero. The reply and the alert word the same shares."""
+    total = sum(c for _, c in contributions)
+    if total > 0:
+        return [(name, model_points * (c / total)) for name, c in contributions]
+    return [(name, model_points / max(len(contributions), 1)) for name, _ in contributions]

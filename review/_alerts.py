@@ -30,7 +30,7 @@ import numpy as np
 import structlog
 
 from features import ENUMS, FEATURE_INDEX, FEATURE_NAMES, stable_key
-from models import model_reason
+from models import model_reason, reason_shares
 from review._errors import AlertError, AlertNotFoundError, AlertStateError
 from review._worker import BackgroundWriter, Overflow, WriterStats
 from server import MIN_MODEL_POINTS, Decisions, Snapshot, max_action
@@ -484,9 +484,7 @@ def _reasons(
     model_points = float(item.model_points[i])
     if snap.model is not None and _wants_model_reasons(item, i):
         contributions = explained[i] if explained is not None and i in explained else snap.model.explain(x)
-        total = sum(c for _, c in contributions)
-        for name, c in contributions:
-            share = model_points * (c / total) if total > 0 else model_points / max(len(contributions), 1)
+        for name, share in reason_shares(contributions, model_points):
             value = float(x[FEATURE_INDEX[name]])
             reasons.append({
                 "code": f"M_{name}", "source": "model", "points": round(share, 2), "typology": "",

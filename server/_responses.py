@@ -14,7 +14,7 @@ from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from outpost.v1 import outpost_pb2 as pb
 
 from features import ENUMS, FEATURE_INDEX, FEATURE_NAMES
-from models import model_reason
+from models import model_reason, reason_shares
 from server._pipeline import MIN_MODEL_POINTS, Decisions
 from server._policy import ALLOW, ActionPolicy
 from server._reply_wire import encode_reply
@@ -300,9 +300,7 @@ def _detailed(
         assert snap.model is not None
         if contributions is None:
             contributions = snap.model.explain(x)
-        total = sum(c for _, c in contributions)
-        for name, c in contributions:
-            share = model_points * (c / total) if total > 0 else model_points / max(len(contributions), 1)
+        for name, share in reason_shares(contributions, model_points):
             message = model_reason(name, float(x[FEATURE_INDEX[name]]), locale)
             reasons.append((share, f"M_{name}", message, pb.MODEL, round(share, 2), ""))
     reasons.sort(key=lambda r: -r[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from features import CATALOGUE
-from models import model_reason
+from models import model_reason, reason_shares
 from models._reasons import MESSAGE_TEMPLATES
 
 
@@ -44,3 +44,12 @@ def test_percentages_and_thousands() -> None:
     """Ratios print as percentages, amounts with thousands separators."""
     assert model_reason("amount_to_balance", 0.85, "zh-CN") == "转出金额占余额的85%"
     assert model_reason("amount_cny", 123456.0, "en") == "Amount of 123,456 CNY"
+
+
+def test_reason_shares_split_the_model_points_by_contribution() -> None:
+    """The model's points go to the explained features in proportion, or equally when nothing adds up above 0."""
+    shares = reason_shares([("fan_in_24h", 0.6), ("amount_cny", 0.2)], 400.0)
+    assert [name for name, _ in shares] == ["fan_in_24h", "amount_cny"]
+    assert [points for _, points in shares] == pytest.approx([300.0, 100.0])
+    assert reason_shares([("a", 0.0), ("b", -0.1)], 300.0) == [("a", 150.0), ("b", 150.0)]
+    assert reason_shares([], 300.0) == []
