@@ -1,7 +1,10 @@
-"""Log lines of a call carry its request id, and never the account id in clear."""
+"""Log lines of a call carry its request id, and never the account id in clear; every line is JSON."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -35,3 +38,28 @@ def test_request_id_from_metadata_is_on_every_line(outpost_server: RunningServer
     assert lines, captured.entries
     assert all(e.get("request_id") == "req-abc-123" for e in lines)
     assert not any("6222020000001234" in str(e) for e in captured.entries)
+
+
+_STDLIB_LINE = """
+import logging
+from server._logging import configure_logging
+configure_logging("info")
+logging.getLogger("features._durability").error("snapshot of %d log records failed", 5)
+logging.getLogger("some.library").debug("below the level")
+try:
+    1 / 0
+except ZeroDivisionError:
+    logging.getLogger("asyncio").exception("Task exception was never retrieved")
+"""
+
+
+def test_standard_library_log_lines_are_json_lines_too() -> None:
+    """Lines from `logging` (asyncio, the state log, libraries) come out as JSON with level and logger name."""
+    done = subprocess.run([sys.executable, "-c", _STDLIB_LINE], capture_output=True, text=True, timeout=120,
+                          check=True)
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(e["level"], e["logger"], e["event"]) for e in lines] == [
+        ("error", "features._durability", "snapshot of 5 log records failed"),
+        ("error", "asyncio", "Task exception was never retrieved"),
+    ]
+    assert "ZeroDivisionError" in lines[1]["exception"] and all("timestamp" in e for e in lines)
