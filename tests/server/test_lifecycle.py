@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -40,12 +42,14 @@ class ServerProcess:
         self.port = port
         full_env = dict(os.environ, OUTPOST_ADDR=f"127.0.0.1:{port}", OUTPOST_DATA_DIR=str(data_dir),
                         OUTPOST_LOG_LEVEL="warning", **env)
-        # A file, not a pipe, when the server writes more than a pipe holds before anyone reads it.
-        stderr = subprocess.PIPE if stderr_path is None else stderr_path.open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env=full_env,
-                                     stdout=subprocess.DEVNULL, stderr=stderr)
-        if stderr_path is not None:
-            stderr.close()  # type: ignore[union-attr]  # the child holds its own copy
+        # A file, not a pipe, when the server writes more than a pipe holds before anyone reads it (the child keeps
+        # its own copy of the file once started).
+        sink: contextlib.AbstractContextManager[Any] = (
+            contextlib.nullcontext(subprocess.PIPE) if stderr_path is None else stderr_path.open("wb")
+        )
+        with sink as stderr:
+            self.proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve"], env=full_env,
+                                         stdout=subprocess.DEVNULL, stderr=stderr)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
 
     def wait_serving(self, timeout: float = 180.0) -> None:
