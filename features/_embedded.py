@@ -27,7 +27,7 @@ SWEEP_PER_ROW = 2
 _ARRAYS: dict[str, type] = {
     "acct_keys": np.uint64, "acct_slots": np.int32,
     "h_head": np.int32, "h_n": np.int32, "h_last": np.int64, "h_pmax": np.int64, "h_count": np.int32,
-    "h_ewma": np.float64,
+    "h_ewma": np.float64, "h_oldest": np.int64,
     "e_time": np.int64, "e_amount": np.int64, "e_cp": np.uint64, "e_branch": np.uint32, "e_next": np.int32,
     "e_flags": np.uint8,
     "seen": np.uint64,
@@ -35,7 +35,7 @@ _ARRAYS: dict[str, type] = {
     "o_head": np.int32,
     "oe_time": np.int64, "oe_fraud": np.int8, "oe_next": np.int32,
 }
-_HEADER = ("h_head", "h_n", "h_last", "h_pmax", "h_count", "h_ewma")
+_HEADER = ("h_head", "h_n", "h_last", "h_pmax", "h_count", "h_ewma", "h_oldest")
 _ARENA = ("e_time", "e_amount", "e_cp", "e_branch", "e_next", "e_flags")
 _CPS = ("o_total", "o_fraud", "o_max", "o_head")
 _OUTCOMES = ("oe_time", "oe_fraud", "oe_next")
@@ -181,7 +181,7 @@ class EmbeddedState:
         args = [
             np.ascontiguousarray(txns), self.ip, self.fp,
             a["acct_keys"], a["acct_slots"], a["h_head"], a["h_n"], a["h_last"], a["h_pmax"], a["h_count"],
-            a["h_ewma"],
+            a["h_ewma"], a["h_oldest"],
             a["e_time"], a["e_amount"], a["e_cp"], a["e_branch"], a["e_next"], a["e_flags"],
             a["seen"],
             a["o_keys"], a["o_slots"], a["o_total"], a["o_fraud"], a["o_max"], a["o_head"], a["oe_time"],
@@ -213,8 +213,8 @@ class EmbeddedState:
         k.commit_kernel(
             np.ascontiguousarray(txns), handles, blocked, bool(np.count_nonzero(blocked)), pending.row_event,
             pending.row_slot, pending.row_ins, pending.row_ewma, self.ip, self.fp,
-            a["h_head"], a["h_n"], a["h_last"], a["h_pmax"], a["h_ewma"], a["e_time"], a["e_next"], a["e_flags"],
-            a["seen"], self.meta,
+            a["h_head"], a["h_n"], a["h_last"], a["h_pmax"], a["h_ewma"], a["h_oldest"], a["e_time"], a["e_next"],
+            a["e_flags"], a["seen"], self.meta,
         )
 
     def record_outcome(self, counterparty_key: int, reported_at_us: int, is_fraud: bool) -> None:
@@ -238,6 +238,10 @@ class EmbeddedState:
 
     def load(self, arrays: dict[str, np.ndarray]) -> None:
         """Replace the state by exported arrays (validated for names and dtypes)."""
+        if "h_oldest" not in arrays and "h_head" in arrays:
+            # A snapshot from before the column: NO_TIME is a lower bound of every event time, so the sweep walks
+            # each account once and sets its exact value.
+            arrays = {**arrays, "h_oldest": np.full(arrays["h_head"].size, NO_TIME, dtype=np.int64)}
         for name, dtype in _ARRAYS.items():
             if name not in arrays or arrays[name].dtype != np.dtype(dtype):
                 raise RecoveryError(f"snapshot lacks array {name!r} of dtype {np.dtype(dtype)}; delete the snapshot")

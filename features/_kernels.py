@@ -80,6 +80,9 @@ FLAG_NIGHT = 32
 FLAG_JUST_UNDER = 64
 
 _NO_TIME = np.iinfo(np.int64).min
+# h_oldest of an account without events. h_oldest is a lower bound on the times of an account's events (exact after
+# a sweep walks its chain): _NO_TIME, the value a snapshot from before the column loads as, makes the sweep walk.
+_EMPTY_CHAIN = np.iinfo(np.int64).max
 _NO_BALANCE = np.iinfo(np.int64).min
 _H1 = 3_600_000_000
 _D1 = 86_400_000_000
@@ -391,6 +394,7 @@ def score_kernel(
     txns: Arr,
     ip: Arr, fp: Arr,
     acct_keys: Arr, acct_slots: Arr, h_head: Arr, h_n: Arr, h_last: Arr, h_pmax: Arr, h_count: Arr, h_ewma: Arr,
+    h_oldest: Arr,
     e_time: Arr, e_amount: Arr, e_cp: Arr, e_branch: Arr, e_next: Arr, e_flags: Arr,
     seen: Arr,
     o_keys: Arr, o_slots: Arr, o_total: Arr, o_fraud: Arr, o_max: Arr, o_head: Arr, oe_time: Arr, oe_fraud: Arr,
@@ -429,6 +433,7 @@ def score_kernel(
             h_pmax[slot] = _NO_TIME
             h_count[slot] = 0
             h_ewma[slot] = 0.0
+            h_oldest[slot] = _EMPTY_CHAIN
         count = 0
         ewma = 0.0
         if slot >= 0:
@@ -584,6 +589,8 @@ def score_kernel(
             e_next[idx] = h_head[slot]
             h_head[slot] = idx
             h_n[slot] += 1
+            if t < h_oldest[slot]:
+                h_oldest[slot] = t
             meta[M_EVENTS] += 1
             row_event[i] = idx
         else:
@@ -608,9 +615,11 @@ def score_kernel(
 
 
 @_jit
-def _prune(slot: int, horizon: int, h_head: np.ndarray, h_n: np.ndarray, h_pmax: np.ndarray, e_time: np.ndarray,
-           e_next: np.ndarray, meta: np.ndarray) -> None:
+def _prune(slot: int, horizon: int, h_head: np.ndarray, h_n: np.ndarray, h_pmax: np.ndarray, h_oldest: np.ndarray,
+           e_time: np.ndarray, e_next: np.ndarray, meta: np.ndarray) -> None:
+    """Free the events of an account's chain at or before ``horizon``; its oldest time becomes exact again."""
     prev = -1
+    oldest = _EMPTY_CHAIN
     e = np.int64(h_head[slot])
     while e >= 0:
         nxt = np.int64(e_next[e])
@@ -627,7 +636,10 @@ def _prune(slot: int, horizon: int, h_head: np.ndarray, h_n: np.ndarray, h_pmax:
             meta[M_EVENTS] -= 1
         else:
             prev = int(e)
+            if e_time[e] < oldest:
+                oldest = e_time[e]
         e = nxt
+    h_oldest[slot] = oldest
 
 
 @_jit
@@ -687,7 +699,7 @@ def branch_codes(tb: Arr, ttype: Arr) -> Arr:
 def commit_kernel(
     txns: Arr, handles: Arr, blocked: Arr, any_blocked: bool, row_event: Arr,
     row_slot: Arr, row_ins: Arr, row_ewma: Arr, ip: Arr, fp: Arr, h_head: Arr, h_n: Arr, h_last: Arr,
-    h_pmax: Arr, h_ewma: Arr, e_time: Arr, e_next: Arr, e_flags: Arr, seen: Arr, meta: Arr,
+    h_pmax: Arr, h_ewma: Arr, h_oldest: Arr, e_time: Arr, e_next: Arr, e_flags: Arr, seen: Arr, meta: Arr,
 ) -> None:
     """Finalise applied rows: blocked rows become attempts (out of sums, seen sets, typical amount); then prune."""
     n = txns.size
@@ -735,8 +747,10 @@ def commit_kernel(
             c = meta[M_CURSOR]
             if c >= meta[M_ACCOUNTS]:
                 c = 0
-            if meta[M_ACCOUNTS] > 0 and h_n[c] > 0:
-                _prune(c, horizon, h_head, h_n, h_pmax, e_time, e_next, meta)
+            # Only an account whose oldest event may have passed the horizon is walked: the header columns are read
+            # in order, a chain's events are scattered over the arena.
+            if meta[M_ACCOUNTS] > 0 and h_n[c] > 0 and h_oldest[c] <= horizon:
+                _prune(c, horizon, h_head, h_n, h_pmax, h_oldest, e_time, e_next, meta)
             meta[M_CURSOR] = c + 1
 
 
