@@ -27,7 +27,7 @@ from features import FEATURE_INDEX, OUTCOME_DTYPE, FeatureConfig, FeatureEngine,
 from models import ModelRunner, combine_scores
 from review._errors import BacktestError
 from review._metrics import flagged_metrics, overlap_pairs, ranking_metrics, rule_table, typology_recall
-from rules_engine import RuleSet
+from rules_engine import RuleSet, hit_cells
 from server import ActionPolicy, Snapshot, decide
 
 __all__ = ["BacktestConfig", "BacktestResult", "RuleSetRun", "run_backtest"]
@@ -131,7 +131,7 @@ def _arrow_text(series: pd.Series) -> pa.Array:
 def _hit_strings(hits: np.ndarray, rule_ids: Sequence[str]) -> pa.Array:
     """Per row the ids of the rules that hit, ';'-joined ('' for none), vectorised through Arrow."""
     n = hits.shape[0]
-    rows, cols = np.nonzero(hits)
+    rows, cols = hit_cells(hits)
     offsets = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
     ids = pa.array(np.asarray(rule_ids, dtype=object)[cols].tolist(), type=pa.string())

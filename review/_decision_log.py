@@ -29,6 +29,7 @@ import structlog
 from features import ENUMS, FEATURE_NAMES, TXN_DTYPE, stable_key
 from review._errors import DecisionLogError
 from review._worker import BackgroundWriter, Overflow, WriterStats
+from rules_engine import hit_cells
 from server import Decisions
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ def _names(names: np.ndarray, codes: np.ndarray) -> pa.Array:
 
 def _hit_lists(hits: np.ndarray, active: np.ndarray, rule_ids: np.ndarray) -> tuple[pa.Array, pa.Array]:
     """Per row, the ids of the active rules and of the shadow rules it hit, from one scan of the hit matrix."""
-    rows, cols = np.nonzero(hits)  # row-major: each row's rules in column order
+    rows, cols = hit_cells(hits)  # row-major: each row's rules in column order
     live = active[cols]
     n = hits.shape[0]
     return _lists(n, rows[live], cols[live], rule_ids), _lists(n, rows[~live], cols[~live], rule_ids)

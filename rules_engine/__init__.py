@@ -25,7 +25,7 @@ from rules_engine._errors import (
 )
 from rules_engine._kernel import CACHE_DIR_ENV, KernelOptions
 from rules_engine._model import ACTION_FLOORS, TYPOLOGIES, Rule
-from rules_engine._ruleset import RuleSet
+from rules_engine._ruleset import RuleSet, hit_cells
 
 __all__ = [
     "ACTION_FLOORS",
@@ -44,6 +44,7 @@ __all__ = [
     "RuleKernelError",
     "RuleSet",
     "case_coverage",
+    "hit_cells",
     "load_cases",
     "parse_cases",
     "run_cases",

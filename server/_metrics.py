@@ -245,7 +245,7 @@ class Metrics:
             pairs = collections.Counter(rows)
         hit_counts: list[tuple[tuple[str, str], int]] = []
         if np.count_nonzero(decisions.hits):  # a quarter of .any()'s cost on a batch of one
-            counts = decisions.hits.sum(axis=0)
+            counts = np.bincount(decisions.hit_cells()[1], minlength=decisions.hits.shape[1])
             rules = decisions.snapshot.rules.rules
             hit_counts = [((rules[j].id, rules[j].mode), int(counts[j])) for j in np.flatnonzero(counts).tolist()]
         seconds = decisions.extra.get("model_seconds")

@@ -18,7 +18,7 @@ import numpy as np
 
 from features import FEATURE_INDEX, BackendError, FeatureEngine, new_batch
 from models import ModelRunner, combine_scores
-from rules_engine import RuleSet
+from rules_engine import RuleSet, hit_cells
 from server._policy import ALLOW, BLOCK, CHALLENGE, ActionPolicy, hit_floors
 
 __all__ = ["MIN_MODEL_POINTS", "DecisionSink", "Decisions", "ScoringPipeline", "Snapshot", "decide", "max_action"]
@@ -63,6 +63,14 @@ class Decisions:
     # worked out once by ScoringPipeline.run for the reply and the alert alike (empty from decide() alone:
     # consumers then explain rows themselves).
     explanations: dict[int, list[tuple[str, float]]] = field(default_factory=dict)
+    _cells: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
+
+    def hit_cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, columns) of every rule hit (shadow rules included), row-major: worked out once for the reply,
+        the metrics and the hit counters of a batch."""
+        if self._cells is None:
+            self._cells = hit_cells(self.hits)
+        return self._cells
 
 
 def max_action(actions: np.ndarray) -> int:

@@ -129,7 +129,7 @@ def _active_hits(decisions: Decisions) -> dict[int, list[int]]:
     hits = decisions.hits
     if np.count_nonzero(hits):
         active = decisions.snapshot.rules.active.tolist()
-        hit_rows, hit_cols = hits.nonzero()
+        hit_rows, hit_cols = decisions.hit_cells()
         for r, j in zip(hit_rows.tolist(), hit_cols.tolist(), strict=True):
             if not active[j]:
                 continue

@@ -52,7 +52,7 @@ class RuleHitCounter:
 
     def record(self, txn_ids: object, txns: np.ndarray, decisions: Decisions) -> None:
         if decisions.snapshot.rules.version == self.version and np.count_nonzero(decisions.hits):
-            self.counts += decisions.hits.sum(axis=0, dtype=np.int64)
+            self.counts += np.bincount(decisions.hit_cells()[1], minlength=len(self.counts))
 
 
 class _RecentTransactions:

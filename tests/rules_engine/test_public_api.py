@@ -24,6 +24,7 @@ def test_exported_names() -> None:
         "RuleKernelError",
         "RuleSet",
         "case_coverage",
+        "hit_cells",
         "load_cases",
         "parse_cases",
         "run_cases",

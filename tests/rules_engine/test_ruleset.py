@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from features import CATALOGUE, ENUMS, FEATURE_INDEX
-from rules_engine import KernelOptions, RuleCompileError, RuleEvaluationError, RuleSet
+from rules_engine import KernelOptions, RuleCompileError, RuleEvaluationError, RuleSet, hit_cells
 
 WIDTH = len(CATALOGUE)
 TEXT = textwrap.dedent(
@@ -112,6 +112,16 @@ def test_evaluate_accepts_other_layouts_and_rejects_wrong_shapes(rules: RuleSet)
         rules.evaluate(np.zeros((2, WIDTH - 1)))
     with pytest.raises(RuleEvaluationError, match=r"row\[None, :\]"):
         rules.evaluate(np.zeros(WIDTH))
+
+
+def test_hit_cells_are_nonzero_of_the_hit_matrix() -> None:
+    """hit_cells gives np.nonzero's cells in its order, for 0/1 matrices and any other nonzero byte, empty included."""
+    rng = np.random.default_rng(5)
+    for n, width in ((500, 71), (1, 3), (7, 1), (0, 4), (3, 0)):
+        hits = (rng.random((n, width)) < 0.05).astype(np.uint8) * rng.integers(1, 256, (n, width), dtype=np.uint8)
+        rows, cols = hit_cells(hits)
+        want_rows, want_cols = np.nonzero(hits)
+        assert rows.tolist() == want_rows.tolist() and cols.tolist() == want_cols.tolist()
 
 
 def test_reason_and_guidance_fill_templates_per_locale(rules: RuleSet) -> None:
