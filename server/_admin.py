@@ -6,6 +6,7 @@ import asyncio
 import sys
 import tempfile
 from pathlib import Path
+from types import TracebackType
 
 import grpc
 import structlog
@@ -23,12 +24,49 @@ __all__ = ["RiskAdminServicer", "reload_rules"]
 log = structlog.get_logger("outpost.admin")
 
 
+class _SwitchInterval:
+    """``sys.setswitchinterval(seconds)`` while at least one reload runs; entered and left on the event loop.
+
+    A reload parses, checks and loads its rules on an executor thread: about 80 ms of Python holding the GIL.
+    Meanwhile the event loop waits for the GIL at each handoff up to the switch interval (5 ms by default), and
+    calls in flight stalled: the second of a reload had p99 44-107 ms at 500 calls/s, against about 5 in the
+    others. With 0.2 ms during reloads it was 10-32 ms (three pairs). The knob is process-wide, so it is set for
+    the reload only and restored after the last one in flight.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._depth = 0
+        self._saved = 0.0
+
+    def __enter__(self) -> None:
+        if self._depth == 0:
+            self._saved = sys.getswitchinterval()
+            sys.setswitchinterval(self._seconds)
+        self._depth += 1
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            sys.setswitchinterval(self._saved)
+
+
+_RELOADING = _SwitchInterval(0.0002)
+
+
 def _caller(context: grpc.aio.ServicerContext | None) -> str:
     return current_principal.get() if context is not None else "local"
 
 
 async def reload_rules(service: OutpostService, *, text: str | None, source: str, who: str) -> pb.ReloadRulesResponse:
     """Compile a rule file off the event loop and swap it in; the old set keeps serving on any error."""
+    with _RELOADING:
+        return await _reload_rules(service, text=text, source=source, who=who)
+
+
+async def _reload_rules(service: OutpostService, *, text: str | None, source: str, who: str) -> pb.ReloadRulesResponse:
     loop = asyncio.get_running_loop()
     assert service.pipeline is not None
     previous = service.pipeline.snapshot.rules.version
