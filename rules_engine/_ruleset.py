@@ -19,7 +19,7 @@ from rules_engine._errors import RuleCompileError, RuleDiagnostic, RuleEvaluatio
 from rules_engine._interpreter import evaluate_condition
 from rules_engine._kernel import KernelFunction, KernelOptions, kernel_is_cached, load_kernel
 from rules_engine._model import Rule
-from rules_engine._rulefile import CHANNEL_ENUM, CompiledRule, read_rule_file
+from rules_engine._rulefile import CHANNEL_ENUM, CompiledRule, RuleFile, read_rule_file
 
 __all__ = ["RuleSet", "hit_cells"]
 
@@ -31,6 +31,25 @@ _FLOAT64 = np.dtype(np.float64)
 def _read_only(array: np.ndarray) -> np.ndarray:
     array.setflags(write=False)
     return array
+
+
+class _LastRead:
+    """The last rule file read with the shipped catalogue. A reload checks a file with ``kernel_cached`` and then
+    compiles it: the second read reuses the first (about 20 ms of Python that holds the GIL while calls wait)."""
+
+    def __init__(self) -> None:
+        self._entry: tuple[str, str, RuleFile] | None = None
+
+    def read(self, text: str, source: str, symbols: SymbolTable) -> RuleFile:
+        entry = self._entry  # one read of the attribute: another thread may replace it meanwhile
+        if entry is not None and entry[0] == text and entry[1] == source:
+            return entry[2]
+        rule_file = read_rule_file(text, source=source, symbols=symbols)
+        self._entry = (text, source, rule_file)
+        return rule_file
+
+
+_LAST_READ = _LastRead()
 
 
 def hit_cells(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +97,10 @@ class RuleSet:
     ) -> None:
         """Compile ``text``; prefer :meth:`compile` and :meth:`load`, which say the same thing by name."""
         self._symbols = symbols or SymbolTable.from_catalogue()
-        rule_file = read_rule_file(text, source=source, symbols=self._symbols)
+        if symbols is None:
+            rule_file = _LAST_READ.read(text, source, self._symbols)
+        else:
+            rule_file = read_rule_file(text, source=source, symbols=symbols)
         self._compiled: tuple[CompiledRule, ...] = rule_file.rules
         self._width = len(self._symbols.features)
         self._channel_column = self._symbols.features["channel"][0]
@@ -122,7 +144,7 @@ class RuleSet:
         holding the GIL, which a serving process should leave to a child process.
         """
         symbols = SymbolTable.from_catalogue()
-        rule_file = read_rule_file(text, source=source, symbols=symbols)
+        rule_file = _LAST_READ.read(text, source, symbols)
         channel_column = symbols.features["channel"][0]
         kernel_rules = [
             KernelRule(condition=r.condition, channels=r.rule.channels, channel_column=channel_column)

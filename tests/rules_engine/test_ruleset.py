@@ -14,6 +14,7 @@ import pytest
 
 from features import CATALOGUE, ENUMS, FEATURE_INDEX
 from rules_engine import KernelOptions, RuleCompileError, RuleEvaluationError, RuleSet, hit_cells
+from tests.rules_engine.rule_files import PACK
 
 WIDTH = len(CATALOGUE)
 TEXT = textwrap.dedent(
@@ -149,6 +150,26 @@ def test_index_of_finds_rules_by_id(rules: RuleSet) -> None:
     assert rules.index_of("R_BIG") == 2
     with pytest.raises(KeyError, match="R_NOPE"):
         rules.index_of("R_NOPE")
+
+
+def test_a_reload_reads_its_file_once(kernel_options: KernelOptions, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kernel_cached then compile of the same text and source (a reload's two steps) parse it once; another
+    source is read again, so its diagnostics name it."""
+    from rules_engine._rulefile import read_rule_file as read
+
+    reads: list[str] = []
+
+    def counting(text: str, *, source: str, symbols: object) -> object:
+        reads.append(source)
+        return read(text, source=source, symbols=symbols)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("rules_engine._ruleset.read_rule_file", counting)
+    text = PACK.read_text(encoding="utf-8") + "\n# read once\n"
+    RuleSet.kernel_cached(text, source="a.yaml", options=kernel_options)
+    rules = RuleSet.compile(text, source="a.yaml", options=kernel_options)
+    assert reads == ["a.yaml"] and rules.source == "a.yaml"
+    RuleSet.compile(text, source="b.yaml", options=kernel_options)
+    assert reads == ["a.yaml", "b.yaml"]
 
 
 def test_load_reads_a_file_and_reports_unreadable_ones(tmp_path: Path, kernel_options: KernelOptions) -> None:
