@@ -272,3 +272,15 @@ def test_feature_json_is_what_json_dumps_writes() -> None:
     import review._alerts as alerts_module
 
     assert alerts_module._features_json(features) == expected
+
+
+def test_event_times_are_written_as_each_was_formatted_alone() -> None:
+    """The alert rows' event times, formatted for a whole batch at once, equal the one-by-one ISO form."""
+    from review._alerts import _iso_us, _iso_us_many
+
+    rng = np.random.default_rng(11)
+    micros = np.concatenate([
+        np.array([0, 1, 999_999, 1_000_000, T0_US, 253_402_300_799_999_999], dtype=np.int64),  # ... to 9999-12-31
+        rng.integers(946_684_800_000_000, 4_102_444_800_000_000, 500, dtype=np.int64),  # 2000 to 2100
+    ])
+    assert _iso_us_many(micros) == [_iso_us(m) for m in micros.tolist()]
