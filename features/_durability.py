@@ -18,7 +18,7 @@ of a segment is not damage: recovery drops it as it drops a torn block.
 
 A snapshot requested by the scoring thread is a copy of the arrays queued in the same buffer. ``sync`` meets it
 in log order: it makes the records before it durable, starts a new segment where the snapshot ends, and hands the
-snapshot to a writer thread of its own. Syncs go on meanwhile (a snapshot of a million accounts is about 235 MB;
+snapshot to a writer thread of its own. Syncs go on meanwhile (a snapshot of a million accounts is about 243 MB;
 written inside a sync, it held every call waiting on durability for a quarter of a second here, and longer than
 the sync-stall limit on a slower disk). Once the snapshot is durable, the writer deletes the older segments and
 snapshots; until then, recovery uses the previous snapshot and every segment.
