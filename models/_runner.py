@@ -18,6 +18,7 @@ import onnx
 
 from features import CATALOGUE, FEATURE_INDEX, FEATURE_NAMES
 from models._errors import FeatureMismatchError, ModelError, RegistryError
+from models._margin import MARGIN_OUTPUT, margin_model
 from models._registry import COVERS_FILE, METADATA_FILE, MODEL_FILE, artifacts_root
 from models._trees import Forest, contributions_kernel, forest_from_onnx, pack_nodes
 
@@ -25,6 +26,7 @@ __all__ = ["ModelRunner", "check_features", "default_model_dir", "open_session"]
 
 _SPEC = {spec.name: spec for spec in CATALOGUE}
 _P_EPS = 1e-7
+_MAX_LOGIT = float(np.log((1.0 - _P_EPS) / _P_EPS))  # the clip of p to [eps, 1 - eps], as a clip of the margin
 
 
 def open_session(model_bytes: bytes) -> Any:
@@ -106,7 +108,9 @@ class ModelRunner:
         self._a, self._b = calibration
         self._columns = np.array([FEATURE_INDEX[n] for n in feature_names], dtype=np.int64)
         self._input_name = session.get_inputs()[0].name
-        self._output_name = "probabilities"
+        # The session runs the margin graph (models._margin) unless the exported graph has another shape.
+        self._margin = session.get_outputs()[0].name == MARGIN_OUTPUT
+        self._output_name = MARGIN_OUTPUT if self._margin else "probabilities"
 
     @classmethod
     def load(cls, version_dir: Path) -> ModelRunner:
@@ -129,12 +133,18 @@ class ModelRunner:
                 raise RegistryError(f"{path} does not match the sha256 recorded in {METADATA_FILE}; "
                                     "the file was changed after training: restore it or retrain")
         model_bytes = (version_dir / MODEL_FILE).read_bytes()
-        session = open_session(model_bytes)
+        try:
+            model = onnx.load_from_string(model_bytes)
+        except Exception as exc:  # protobuf's DecodeError, or onnx's own errors
+            raise RegistryError(f"{version_dir / MODEL_FILE} is not an ONNX model ({exc}); "
+                                "restore it or re-export it with `outpost train`") from exc
+        margin = margin_model(model)
+        session = open_session(margin.SerializeToString() if margin is not None else model_bytes)
         width = session.get_inputs()[0].shape[1]
         if width != len(feature_names):
             raise RegistryError(f"model.onnx takes {width} features but metadata.json lists {len(feature_names)}; "
                                 "the files belong to different models")
-        forest = forest_from_onnx(onnx.load_from_string(model_bytes))
+        forest = forest_from_onnx(model)
         covers = np.load(version_dir / COVERS_FILE)
         calibration = metadata["calibration"]
         return cls(
@@ -161,8 +171,12 @@ class ModelRunner:
         return np.asarray(self._session.run([self._output_name], {self._input_name: self._model_columns(x)})[0])
 
     def raw_probability(self, x: np.ndarray) -> np.ndarray:
-        """LightGBM's uncalibrated probability, as exported (float64 of the float32 output)."""
-        return np.asarray(self._run(x)[:, 1], dtype=np.float64)
+        """LightGBM's uncalibrated probability: the sigmoid of the served margin (or the exported graph's float32
+        probability, for a graph served as it is)."""
+        out = self._run(x)
+        if self._margin:
+            return np.asarray(1.0 / (1.0 + np.exp(-out[:, 0].astype(np.float64))))
+        return np.asarray(out[:, 1], dtype=np.float64)
 
     def calibrate(self, raw_p: np.ndarray) -> np.ndarray:
         """Platt calibration on the log-odds: sigmoid(a * logit(p) + b), monotone increasing (a > 0)."""
@@ -173,9 +187,12 @@ class ModelRunner:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Calibrated fraud probability for each row of a full catalogue feature matrix (n, F) float64."""
-        probabilities = self._run(x)
-        out = np.empty(probabilities.shape[0], dtype=np.float64)
-        _platt(probabilities[:, 1].astype(np.float64), self._a, self._b, out)
+        raw = self._run(x)
+        out = np.empty(raw.shape[0], dtype=np.float64)
+        if self._margin:
+            _platt_margin(raw, self._a, self._b, out)
+        else:
+            _platt(raw[:, 1].astype(np.float64), self._a, self._b, out)
         return out
 
     # --- explanations ----------------------------------------------------------------
@@ -231,6 +248,14 @@ def _platt(raw: np.ndarray, a: float, b: float, out: np.ndarray) -> None:
     for i in range(raw.size):
         p = min(max(raw[i], _P_EPS), 1.0 - _P_EPS)
         out[i] = 1.0 / (1.0 + np.exp(-(a * np.log(p / (1.0 - p)) + b)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _platt_margin(margin: np.ndarray, a: float, b: float, out: np.ndarray) -> None:
+    # _platt with the logit taken already: the (n, 1) float32 margin, clipped as _platt clips p.
+    for i in range(out.size):
+        m = min(max(float(margin[i, 0]), -_MAX_LOGIT), _MAX_LOGIT)
+        out[i] = 1.0 / (1.0 + np.exp(-(a * m + b)))
 
 
 def logit(p: np.ndarray) -> np.ndarray:
