@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numba
 import numpy as np
 
 from features import FEATURE_INDEX, BackendError, FeatureEngine, new_batch
@@ -90,22 +91,55 @@ class DecisionSink(Protocol):
 def _waves(account_keys: np.ndarray) -> list[np.ndarray]:
     """Row indices split so that no account appears twice in one wave; order within an account is kept.
 
-    A row's wave is the number of earlier rows of its account. Computed with two stable sorts instead of a
-    Python loop over the rows (0.77 -> 0.1 µs per row at batches of 500).
+    A row's wave is the number of earlier rows of its account, counted in one pass over the rows with a small
+    hash table (compiled): 121 -> 8 µs at the served batches of 500 (the two stable sorts it replaced, with
+    numpy's splitting, cost more than the waves' own bookkeeping).
     """
     n = len(account_keys)
     if n == 1:
         return [np.arange(1)]
-    by_account = np.argsort(account_keys, kind="stable")  # rows of one account together, in row order
-    keys = account_keys[by_account]
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    if len(starts) == n:
-        return [np.arange(n)]
-    group_start = np.repeat(starts, np.diff(np.r_[starts, n]))
+    order, bounds = _wave_order(account_keys)
+    if len(bounds) == 2:
+        return [order]
+    return [order[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
+
+
+@numba.njit(cache=True, nogil=True)
+def _wave_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows ordered by wave then row, bounds of each wave in that order): a row's wave counts its account's
+    earlier rows."""
+    n = keys.size
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    mask = size - 1
+    slot_key = np.zeros(size, dtype=np.uint64)
+    slot_count = np.zeros(size, dtype=np.int64)  # 0: free slot; else rows of that key so far
     wave_of = np.empty(n, dtype=np.int64)
-    wave_of[by_account] = np.arange(n) - group_start
-    by_wave = np.argsort(wave_of, kind="stable")  # each wave's rows in row order
-    return np.split(by_wave, np.cumsum(np.bincount(wave_of))[:-1])
+    waves = 0
+    for i in range(n):
+        key = keys[i]
+        h = (key ^ (key >> np.uint64(29))) * np.uint64(0xBF58476D1CE4E5B9)
+        s = int(h >> np.uint64(40)) & mask
+        while slot_count[s] != 0 and slot_key[s] != key:
+            s = (s + 1) & mask
+        w = slot_count[s]
+        slot_key[s] = key
+        slot_count[s] = w + 1
+        wave_of[i] = w
+        if w + 1 > waves:
+            waves = w + 1
+    bounds = np.zeros(waves + 1, dtype=np.int64)
+    for i in range(n):
+        bounds[wave_of[i] + 1] += 1
+    for w in range(waves):
+        bounds[w + 1] += bounds[w]
+    fill = bounds[:-1].copy()
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        order[fill[wave_of[i]]] = i
+        fill[wave_of[i]] += 1
+    return order, bounds
 
 
 class ScoringPipeline:
