@@ -63,7 +63,7 @@ def _slice(decisions: Decisions, rows: slice | np.ndarray) -> Decisions:
         hits=decisions.hits[rows],
         probability=decisions.probability[rows],
         risk=decisions.risk[rows],
-        rule_points=decisions.rule_points[rows],
+        rule_share=decisions.rule_share[rows],
         model_points=decisions.model_points[rows],
         actions=decisions.actions[rows],
         used_model=decisions.used_model[rows],

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from features import lazy_names
 from models._errors import DataError, ExportError, FeatureMismatchError, ModelError, RegistryError, TrainingError
-from models._hybrid import combine_scores
+from models._hybrid import HybridScores, combine_scores, hit_points, hybrid_scores
 from models._reasons import model_reason, reason_shares
 from models._runner import ModelRunner, default_model_dir
 
@@ -31,6 +31,7 @@ __all__ = [
     "DataError",
     "ExportError",
     "FeatureMismatchError",
+    "HybridScores",
     "ModelError",
     "ModelRunner",
     "RegistryError",
@@ -40,6 +41,8 @@ __all__ = [
     "TrainingResult",
     "combine_scores",
     "default_model_dir",
+    "hit_points",
+    "hybrid_scores",
     "load_transactions",
     "model_reason",
     "reason_shares",

@@ -381,7 +381,7 @@ class AlertSink:
             txns=txns.take(rows),
             features=decisions.features[rows],
             hits=decisions.hits[rows],
-            rule_points=decisions.rule_points[rows],
+            rule_points=decisions.rule_points(rows),
             model_points=decisions.model_points[rows],
             probability=decisions.probability[rows],
             used_model=decisions.used_model[rows],

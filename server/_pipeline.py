@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from features import FEATURE_INDEX, BackendError, FeatureEngine, new_batch
-from models import ModelRunner, combine_scores
+from models import ModelRunner, hit_points, hybrid_scores
 from rules_engine import RuleSet, hit_cells
 from server._policy import ALLOW, BLOCK, CHALLENGE, ActionPolicy, hit_floors
 
@@ -53,7 +53,8 @@ class Decisions:
     hits: np.ndarray  # (n, R) uint8, shadow rules included
     probability: np.ndarray  # (n,) float64, 0 where the model was skipped
     risk: np.ndarray  # (n,) int32 0..1000
-    rule_points: np.ndarray  # (n, R) float64
+    rule_share: np.ndarray  # (n,) float64: a hit of active rule j is worth rule_evidence[j] * rule_share[i] points
+    rule_evidence: np.ndarray  # (R,) float64, 0 for shadow rules (see models.HybridScores)
     model_points: np.ndarray  # (n,) float64
     actions: np.ndarray  # (n,) int8, proto Action numbers
     used_model: np.ndarray  # (n,) bool
@@ -65,6 +66,15 @@ class Decisions:
     # consumers then explain rows themselves).
     explanations: dict[int, list[tuple[str, float]]] = field(default_factory=dict)
     _cells: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
+
+    def rule_points(self, rows: np.ndarray | list[int] | int) -> np.ndarray:
+        """Points of each rule hit in ``rows`` (a row: (R,); rows: (k, R)), 0 where a rule did not hit or is shadow:
+        its share of the row's risk, as ``models.combine_scores`` writes it."""
+        return hit_points(self.hits[rows], self.rule_evidence, self.rule_share[rows])
+
+    def rule_point(self, row: int, rule: int) -> float:
+        """The points of one rule hit: ``rule_points(row)[rule]`` for a rule that ``row`` hit."""
+        return float(self.rule_evidence[rule] * self.rule_share[row])
 
     def hit_cells(self) -> tuple[np.ndarray, np.ndarray]:
         """(rows, columns) of every rule hit (shadow rules included), row-major: worked out once for the reply,
@@ -327,16 +337,17 @@ def decide(snap: Snapshot, policy: ActionPolicy, features: np.ndarray, use_model
             probability[use_model] = model.predict(features[use_model])
         extra["model_seconds"] = time.perf_counter() - started
     challenger = snap.challenger.predict(features) if snap.challenger is not None else None
-    risk, rule_points, model_points = combine_scores(probability, hits, rules.weights, rules.active)
-    actions = policy.actions(risk, features[:, _CHANNEL], hit_floors(hits, rules.active, rules.floors))
+    scores = hybrid_scores(probability, hits, rules.weights, rules.active)
+    actions = policy.actions(scores.risk, features[:, _CHANNEL], hit_floors(hits, rules.active, rules.floors))
     return Decisions(
         snapshot=snap,
         features=features,
         hits=hits,
         probability=probability,
-        risk=risk,
-        rule_points=rule_points,
-        model_points=model_points,
+        risk=scores.risk,
+        rule_share=scores.share,
+        rule_evidence=scores.evidence,
+        model_points=scores.model_points,
         actions=actions,
         used_model=use_model & (snap.model is not None),
         challenger_probability=challenger,
@@ -356,7 +367,8 @@ def _merge(snap: Snapshot, n: int, parts: list[tuple[np.ndarray, Decisions]]) ->
         hits=alloc(first.hits),
         probability=alloc(first.probability),
         risk=alloc(first.risk),
-        rule_points=alloc(first.rule_points),
+        rule_share=alloc(first.rule_share),
+        rule_evidence=first.rule_evidence,
         model_points=alloc(first.model_points),
         actions=alloc(first.actions),
         used_model=alloc(first.used_model),
@@ -373,7 +385,7 @@ def _merge(snap: Snapshot, n: int, parts: list[tuple[np.ndarray, Decisions]]) ->
         out.hits[rows] = d.hits
         out.probability[rows] = d.probability
         out.risk[rows] = d.risk
-        out.rule_points[rows] = d.rule_points
+        out.rule_share[rows] = d.rule_share
         out.model_points[rows] = d.model_points
         out.actions[rows] = d.actions
         out.used_model[rows] = d.used_model

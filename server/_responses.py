@@ -288,7 +288,7 @@ def _detailed(
     best_guidance_points = -1.0
     for j in hit_rules:
         rule = rules.rules[j]
-        points = float(decisions.rule_points[row, j])
+        points = decisions.rule_point(row, j)
         hit_ids.append(rule.id)
         reasons.append((points, rule.id, rules.reason(j, x, locale), pb.RULE, round(points, 2), rule.typology))
         if points > best_guidance_points and (rule.guidance_zh or rule.guidance_en):

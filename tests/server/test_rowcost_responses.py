@@ -15,7 +15,7 @@ from outpost.v1 import outpost_pb2 as pb
 
 from features import ENUMS, FEATURE_INDEX, FEATURE_NAMES, FeatureConfig, FeatureEngine
 from loadtest import frame_to_requests, simulated_transactions
-from models import ModelRunner, default_model_dir, model_reason
+from models import ModelRunner, combine_scores, default_model_dir, model_reason
 from rules_engine import RuleSet
 from server import ActionPolicy, Decisions, ScoringPipeline, Settings, Snapshot
 from server._policy import ALLOW
@@ -52,7 +52,7 @@ def _reference_build_response(
         if not rules.active[j]:
             continue
         rule = rules.rules[j]
-        points = float(decisions.rule_points[row, j])
+        points = float(decisions.rule_points(row)[j])
         hit_ids.append(rule.id)
         reasons.append(
             (
@@ -149,9 +149,8 @@ def _perturbed(decisions: Decisions, seed: int) -> Decisions:
     hits = decisions.hits.copy()
     extra = rng.random((n, r)) < 0.01
     hits[extra] = 1
-    rule_points = decisions.rule_points.copy()
-    weights = decisions.snapshot.rules.weights
-    rule_points[extra] = np.broadcast_to(weights, (n, r))[extra] * rng.uniform(0.5, 1.0, int(extra.sum()))
+    # Rows with nothing counted had no points to share; now each row's hits share some.
+    rule_share = np.where(decisions.rule_share > 0, decisions.rule_share, 0.3) * rng.uniform(0.5, 1.0, n)
     actions = decisions.actions.copy()
     shuffle = np.asarray(rng.random(n) < 0.2)
     actions[shuffle] = rng.integers(1, 5, int(shuffle.sum()))
@@ -165,7 +164,7 @@ def _perturbed(decisions: Decisions, seed: int) -> Decisions:
     return dataclasses.replace(
         decisions,
         hits=hits,
-        rule_points=rule_points,
+        rule_share=rule_share,
         actions=actions,
         features=features,
         used_model=used,
@@ -196,7 +195,7 @@ def _rows(decisions: Decisions, rows: slice) -> Decisions:
     return dataclasses.replace(
         decisions,
         features=decisions.features[rows], hits=decisions.hits[rows], probability=decisions.probability[rows],
-        risk=decisions.risk[rows], rule_points=decisions.rule_points[rows], model_points=decisions.model_points[rows],
+        risk=decisions.risk[rows], rule_share=decisions.rule_share[rows], model_points=decisions.model_points[rows],
         actions=decisions.actions[rows], used_model=decisions.used_model[rows],
     )
 
@@ -334,3 +333,23 @@ def test_native_batch_reply_refuses_misaligned_inputs(
         BatchReply(decisions, requests[:-1], policy=policy, degraded_reason="", transaction_ids=ids[:-1])
     with pytest.raises(ValueError, match="row-aligned"):
         BatchReply(decisions, requests, policy=policy, degraded_reason="", transaction_ids=ids[:-1])
+
+
+Scored = tuple[Decisions, list[pb.ScoreRequest], ActionPolicy]
+
+
+def test_factored_rule_points_equal_the_combined_matrix(scored: Scored) -> None:
+    """The pipeline keeps each row's share of points, merged across waves: rule_points(rows) and rule_point(row, j)
+    equal combine_scores' (n, R) matrix on the batch's probabilities and hits, bit for bit."""
+    decisions, requests, _ = scored
+    accounts = [r.transaction.account_id for r in requests]
+    assert len(set(accounts)) < len(accounts)  # accounts repeat: the batch ran in several waves, then merged
+    rules = decisions.snapshot.rules
+    risk, matrix, model_points = combine_scores(decisions.probability, decisions.hits, rules.weights, rules.active)
+    assert np.array_equal(risk, decisions.risk) and np.array_equal(model_points, decisions.model_points)
+    assert np.array_equal(decisions.rule_points(np.arange(len(requests))), matrix)
+    rows, columns = decisions.hit_cells()
+    assert rows.size > 100
+    assert [decisions.rule_point(i, j) for i, j in zip(rows.tolist(), columns.tolist(), strict=True)] == \
+        matrix[rows, columns].tolist()
+    assert np.array_equal(decisions.rule_points(int(rows[0])), matrix[rows[0]])
