@@ -127,6 +127,8 @@ class FeatureEngine:
         self._last_handles: np.ndarray | None = None
         self._closed = False
         self._lock = threading.Lock()  # guards snapshot export against close()
+        if log is not None:  # load the record kernel now (cache or compile), not at the first applied row
+            _log_records(np.zeros(1, dtype=TXN_DTYPE), np.ones(1, dtype=np.bool_), np.zeros(1, dtype=np.bool_))
 
     # --- construction -------------------------------------------------------------------------------------------
     @classmethod

@@ -216,10 +216,11 @@ class ModelRunner:
         """``explain`` for every row of a feature matrix, with one tree walk for all of them."""
         contrib = self.contributions(x)[:, :-1]
         order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+        top = np.take_along_axis(contrib, order, axis=1)
         names = self.feature_names
         return [
-            [(names[i], c) for i, c in zip(row_order.tolist(), row_contrib[row_order].tolist(), strict=True) if c > 0]
-            for row_order, row_contrib in zip(order, contrib, strict=True)
+            [(names[i], c) for i, c in zip(row_order, row_top, strict=True) if c > 0]
+            for row_order, row_top in zip(order.tolist(), top.tolist(), strict=True)
         ]
 
     def warm(self) -> None:
