@@ -50,6 +50,17 @@ _ONE_DAY_US = 86_400 * _US
 # Identifier -> stable_key memo of one validator; emptied when it grows past this many entries.
 _KEY_MEMO_SIZE = 1 << 16
 
+_FIELD_1 = b"\x0a"  # ScoreBatchRequest.requests: field 1, length-delimited
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
 
 @dataclass(frozen=True, slots=True)
 class FieldViolation:
@@ -165,6 +176,33 @@ class RequestValidator:
     ) -> tuple[list[FieldViolation], WireBatch | None]:
         violations, records = self.check_and_encode(reqs, now_us)
         return violations, None if records is None else WireBatch.of_messages(reqs, records)
+
+    def check_and_encode_each(
+        self, reqs: Sequence[pb.ScoreRequest], datas: Sequence[bytes], now_us: int
+    ) -> tuple[np.ndarray, dict[int, list[FieldViolation]]]:
+        """Score calls queued together, each alone: their records (TXN_DTYPE, row-aligned; rows of rejected requests
+        are undefined) and the violations of the rejected ones, by index. ``datas`` are the requests' wire bytes.
+
+        The compiled decoder of ScoreBatch reads the requests' bytes, framed as the entries of one ScoreBatchRequest
+        (1.4 against 5.6 µs a request from 25 on, in process); the requests it is not sure of take
+        ``check_and_encode_row``. Each request is judged on its own: one rejected call does not reject the others.
+        """
+        wire = b"".join(_FIELD_1 + _varint(len(data)) + data for data in datas)
+        decoded = self._wire.decode(wire, len(reqs), now_us)
+        if decoded is None:  # the bytes hold another count of requests: judge every one in Python
+            unsure = list(range(len(reqs)))
+            records = new_batch(len(reqs))
+        else:
+            unsure = np.flatnonzero(decoded.status == PYTHON).tolist()
+            records = decoded.records
+        rejected: dict[int, list[FieldViolation]] = {}
+        for i in unsure:
+            violations, record = self.check_and_encode_row(reqs[i], now_us)
+            if violations:
+                rejected[i] = violations
+            else:
+                records[i] = record
+        return records, rejected
 
     def check_and_encode_row(
         self, req: pb.ScoreRequest, now_us: int

@@ -13,13 +13,13 @@ from outpost.v1 import outpost_pb2 as pb
 from outpost.v1 import outpost_pb2_grpc as pb_grpc
 
 from features import stable_key
-from server._batcher import DeadlineExpiredError
-from server._requests import FieldViolation, RequestValidator, review_extra
+from server._batcher import DeadlineExpiredError, InvalidRequestError
+from server._requests import FieldViolation, review_extra
 from server._responses import BatchReply
 from server._service import OutpostService
 from server._status import abort_exhausted, abort_invalid
 
-__all__ = ["BatchCall", "RiskScoringServicer", "add_scoring_service"]
+__all__ = ["BatchCall", "RiskScoringServicer", "ScoreCall", "add_scoring_service"]
 
 log = structlog.get_logger("outpost.scoring")
 
@@ -39,13 +39,25 @@ def _batch_call(data: bytes) -> BatchCall:
     return BatchCall(pb.ScoreBatchRequest.FromString(data), data)
 
 
+@dataclass(frozen=True, slots=True)
+class ScoreCall:
+    """A ScoreRequest and its wire bytes: the batcher validates a batch of them with the compiled decoder."""
+
+    message: pb.ScoreRequest
+    data: bytes
+
+
+def _score_call(data: bytes) -> ScoreCall:
+    return ScoreCall(pb.ScoreRequest.FromString(data), data)
+
+
 def add_scoring_service(servicer: RiskScoringServicer, server: grpc.aio.Server) -> None:
     """Register the RiskScoring methods, as the generated ``add_RiskScoringServicer_to_server`` does, except that
-    ScoreBatch keeps its request's bytes and returns its reply's bytes."""
+    Score and ScoreBatch keep their requests' bytes and ScoreBatch returns its reply's bytes."""
     handlers = {
         "Score": grpc.unary_unary_rpc_method_handler(
             servicer.Score,
-            request_deserializer=pb.ScoreRequest.FromString,
+            request_deserializer=_score_call,
             response_serializer=pb.ScoreResponse.SerializeToString,
         ),
         # No response serializer: ScoreBatch returns its reply's wire bytes (server._reply_wire), sent as they are.
@@ -71,7 +83,7 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
 
     def __init__(self, service: OutpostService) -> None:
         self._service = service
-        self._validator = RequestValidator(service.config, max_skew_days=service.settings.max_clock_skew_days)
+        self._validator = service.validator
 
     async def _admit(self, context: grpc.aio.ServicerContext) -> None:
         service = self._service
@@ -92,12 +104,8 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
             return True, ""
         return False, "deadline"
 
-    async def Score(self, request: pb.ScoreRequest, context: grpc.aio.ServicerContext) -> pb.ScoreResponse:
+    async def Score(self, call: ScoreCall, context: grpc.aio.ServicerContext) -> pb.ScoreResponse:
         await self._admit(context)
-        violations, record = self._validator.check_and_encode_row(request, _now_us())
-        if violations:
-            await abort_invalid(context, violations)
-        assert record is not None
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline already passed; not scored")
@@ -106,9 +114,13 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
         assert service.batcher is not None
         service.in_flight += 1
         try:
+            # The batcher validates the request (with the batch it joins) before anything is scored or changed.
             return await service.batcher.score(
-                request, record, use_model=use_model, degraded_reason=degraded, time_remaining=remaining
+                call.message, call.data, use_model=use_model, degraded_reason=degraded, time_remaining=remaining
             )
+        except InvalidRequestError as exc:
+            await abort_invalid(context, exc.violations)
+            raise
         except DeadlineExpiredError:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed while queued; not scored")
             raise

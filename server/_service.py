@@ -24,6 +24,7 @@ from server._metrics import Metrics
 from server._pipeline import Decisions, ScoringPipeline, Snapshot
 from server._policy import ActionPolicy
 from server._reply_wire import warm as warm_reply_encoder
+from server._requests import RequestValidator
 from server._settings import Settings
 from server._wire import warm as warm_wire_decoder
 
@@ -99,6 +100,7 @@ class OutpostService:
     settings: Settings
     config: FeatureConfig
     policy: ActionPolicy
+    validator: RequestValidator
     engine: FeatureEngine | None = None
     pipeline: ScoringPipeline | None = None
     batcher: MicroBatcher | None = None
@@ -114,7 +116,11 @@ class OutpostService:
 
     @classmethod
     def create(cls, settings: Settings) -> OutpostService:
-        return cls(settings=settings, config=feature_config(settings), policy=ActionPolicy.load(settings.policy_path))
+        config = feature_config(settings)
+        return cls(
+            settings=settings, config=config, policy=ActionPolicy.load(settings.policy_path),
+            validator=RequestValidator(config, max_skew_days=settings.max_clock_skew_days),
+        )
 
     # -- loading (runs in a worker thread, off the event loop) ---------------------------------------------
     def load(self) -> None:
@@ -160,6 +166,7 @@ class OutpostService:
             pipeline,
             lambda: self.policy,
             self.commit,
+            self.validator,
             max_size=settings.batch_max,
             max_wait_us=settings.batch_wait_us,
             busy_share=settings.batch_busy_share,

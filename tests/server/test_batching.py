@@ -195,3 +195,28 @@ def test_a_committed_call_whose_reply_fails_still_reaches_the_sinks(
     assert err.value.code() == grpc.StatusCode.INTERNAL
     _wait_for(lambda: bool(seen.ids))
     assert seen.ids == [request.transaction.transaction_id]
+
+
+def test_invalid_calls_queued_with_valid_ones_are_refused_alone(server_factory: Callable[..., RunningServer]) -> None:
+    """Calls queued together are validated together: each invalid one gets INVALID_ARGUMENT naming its fields and
+    changes no state, and every valid one (the compiled decoder's and the Python path's alike) is scored."""
+    server = server_factory(batch_wait_us=50_000, batch_busy_share=0.0, batch_idle_share=0.0)
+    requests = [txn(f"acct-mixed-{i}") for i in range(12)]
+    requests[3] = txn("acct-mixed-bad-currency", currency="ZZZ")
+    requests[7] = txn("acct-mixed-bad-amount", amount_minor=-5)
+    requests[9] = txn("账户-深圳-混合", counterparty="商户-咖啡")  # valid, with UTF-8 identifiers
+    bad = {3: "transaction.currency", 7: "transaction.amount_minor"}
+    futures = [server.scoring.Score.future(r, timeout=30) for r in requests]
+    for i, future in enumerate(futures):
+        if i in bad:
+            with pytest.raises(grpc.RpcError) as info:
+                future.result()
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert bad[i] in (info.value.details() or "")
+        else:
+            assert future.result().transaction_id == requests[i].transaction.transaction_id
+    stats = _batcher(server).stats
+    assert stats.rows == len(requests) - len(bad)
+    assert stats.batches < stats.rows  # the calls shared pipeline runs
+    status = server.admin.GetStatus(pb.GetStatusRequest())
+    assert status.accounts == len(requests) - len(bad)  # the refused calls' accounts were never created

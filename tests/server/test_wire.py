@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from outpost.v1 import outpost_pb2 as pb
 
-from features import FeatureConfig
+from features import TXN_DTYPE, FeatureConfig
 from loadtest import frame_to_requests, simulated_transactions
 from server._requests import _CHANNELS, _LOCALES, _RISK_LEVELS, _TYPES, RequestValidator
 from server._wire import OK, PYTHON, WireDecoder
@@ -266,3 +266,38 @@ def test_arbitrary_field_values_decode_like_the_python_path(base: list[pb.ScoreR
     odd = data.draw(st.lists(_arbitrary_requests(base, now // US), min_size=1, max_size=3))
     batch = [*base[:2], *odd]
     _check(pb.ScoreBatchRequest(requests=batch).SerializeToString(), now)
+
+
+def _check_each(datas: list[bytes], now: int) -> None:
+    """Score calls validated together (``check_and_encode_each``) get, each, what ``check_and_encode_row`` gives."""
+    reqs = [pb.ScoreRequest.FromString(data) for data in datas]
+    validator = RequestValidator(FeatureConfig(), max_skew_days=SKEW_DAYS)
+    records, rejected = validator.check_and_encode_each(reqs, datas, now)
+    for i, req in enumerate(reqs):
+        violations, row = validator.check_and_encode_row(req, now)
+        if violations:
+            assert rejected.get(i) == violations, i
+            continue
+        assert i not in rejected, i
+        want = np.array([row], dtype=TXN_DTYPE)
+        for name in TXN_DTYPE.names or ():
+            assert records[name][i] == want[name][0], (i, name)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_score_calls_validated_together_equal_one_by_one(name: str, base: list[pb.ScoreRequest]) -> None:
+    """A wire variant among plain requests, as queued Score calls: each judged alone, as the Python path would."""
+    make, _ = CASES[name]
+    datas = [base[1].SerializeToString(), make(base[0]), base[2].SerializeToString()]
+    _check_each(datas, _now(base))
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_arbitrary_score_calls_validated_together_equal_one_by_one(
+    base: list[pb.ScoreRequest], data: st.DataObject
+) -> None:
+    """Queued Score calls, some with fields set to arbitrary values (most of them invalid): each alone."""
+    now = _now(base)
+    odd = data.draw(st.lists(_arbitrary_requests(base, now // US), min_size=1, max_size=4))
+    _check_each([r.SerializeToString() for r in [base[3], *odd, base[4]]], now)
