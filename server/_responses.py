@@ -207,7 +207,7 @@ class BatchReply:
         d = self._decisions
         return encode_reply(
             self._plain,
-            [t.encode("utf-8") for t in self._ids],
+            self._ids,
             d.risk,
             d.actions,
             d.probability,
