@@ -50,7 +50,7 @@ from features import TXN_DTYPE
 from server._durability import GroupCommit
 from server._pipeline import ScoringPipeline
 from server._policy import ActionPolicy
-from server._requests import FieldViolation, RequestValidator, review_extra
+from server._requests import FieldViolation, RequestValidator, now_us, review_extra
 from server._responses import build_responses
 
 __all__ = ["BatchStats", "DeadlineExpiredError", "InvalidRequestError", "MicroBatcher"]
@@ -78,10 +78,6 @@ class InvalidRequestError(Exception):
         super().__init__(f"{len(violations)} invalid field(s)")
         self.violations = violations
 
-
-def _now_us() -> int:
-    # Wall clock only to reject absurd timestamps; features never see it.
-    return time.time_ns() // 1000
 
 
 @dataclass(slots=True)
@@ -290,7 +286,7 @@ class MicroBatcher:
 
         Its request is validated in Python (``check_and_encode_row``): for one request that costs less than the
         compiled decoder's fixed cost."""
-        violations, row = self._validator.check_and_encode_row(call.request, _now_us())
+        violations, row = self._validator.check_and_encode_row(call.request, now_us())
         if violations:
             raise InvalidRequestError(violations)
         seq, (response,), record = self._decide([call], np.array([row], dtype=TXN_DTYPE))
@@ -336,7 +332,7 @@ class MicroBatcher:
     def _validated(self, batch: list[_Pending]) -> tuple[list[_Pending], np.ndarray]:
         """The calls whose requests are valid, with their records; the others fail with their violations."""
         records, rejected = self._validator.check_and_encode_each(
-            [p.request for p in batch], [p.data for p in batch], _now_us()
+            [p.request for p in batch], [p.data for p in batch], now_us()
         )
         if not rejected:
             return batch, records

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import grpc
 import numpy as np
@@ -14,12 +16,12 @@ from outpost.v1 import outpost_pb2_grpc as pb_grpc
 
 from features import stable_key
 from server._batcher import DeadlineExpiredError, InvalidRequestError
-from server._requests import FieldViolation, review_extra
+from server._requests import FieldViolation, now_us, review_extra
 from server._responses import BatchReply
 from server._service import OutpostService
 from server._status import abort_exhausted, abort_invalid
 
-__all__ = ["BatchCall", "RiskScoringServicer", "ScoreCall", "add_scoring_service"]
+__all__ = ["RiskScoringServicer", "WireCall", "add_scoring_service"]
 
 log = structlog.get_logger("outpost.scoring")
 
@@ -27,28 +29,20 @@ _FRAUD_OUTCOMES = frozenset({pb.OUTCOME_CONFIRMED_FRAUD, pb.OUTCOME_CUSTOMER_DIS
 _CLEAN_OUTCOMES = frozenset({pb.OUTCOME_FALSE_POSITIVE, pb.OUTCOME_LEGITIMATE})
 
 
-@dataclass(frozen=True, slots=True)
-class BatchCall:
-    """A ScoreBatchRequest and the wire bytes it was parsed from, which the compiled decoder reads."""
-
-    message: pb.ScoreBatchRequest
-    data: bytes
-
-
-def _batch_call(data: bytes) -> BatchCall:
-    return BatchCall(pb.ScoreBatchRequest.FromString(data), data)
+M = TypeVar("M")
 
 
 @dataclass(frozen=True, slots=True)
-class ScoreCall:
-    """A ScoreRequest and its wire bytes: the batcher validates a batch of them with the compiled decoder."""
+class WireCall(Generic[M]):
+    """A request message and the wire bytes it was parsed from, which the compiled decoder reads (ScoreBatch's
+    alone; Score calls' together, in the batcher)."""
 
-    message: pb.ScoreRequest
+    message: M
     data: bytes
 
 
-def _score_call(data: bytes) -> ScoreCall:
-    return ScoreCall(pb.ScoreRequest.FromString(data), data)
+def _keeping_bytes(parse: Callable[[bytes], M]) -> Callable[[bytes], WireCall[M]]:
+    return lambda data: WireCall(parse(data), data)
 
 
 def add_scoring_service(servicer: RiskScoringServicer, server: grpc.aio.Server) -> None:
@@ -57,11 +51,13 @@ def add_scoring_service(servicer: RiskScoringServicer, server: grpc.aio.Server) 
     handlers = {
         "Score": grpc.unary_unary_rpc_method_handler(
             servicer.Score,
-            request_deserializer=_score_call,
+            request_deserializer=_keeping_bytes(pb.ScoreRequest.FromString),
             response_serializer=pb.ScoreResponse.SerializeToString,
         ),
         # No response serializer: ScoreBatch returns its reply's wire bytes (server._reply_wire), sent as they are.
-        "ScoreBatch": grpc.unary_unary_rpc_method_handler(servicer.ScoreBatch, request_deserializer=_batch_call),
+        "ScoreBatch": grpc.unary_unary_rpc_method_handler(
+            servicer.ScoreBatch, request_deserializer=_keeping_bytes(pb.ScoreBatchRequest.FromString)
+        ),
         "ReportOutcome": grpc.unary_unary_rpc_method_handler(
             servicer.ReportOutcome,
             request_deserializer=pb.ReportOutcomeRequest.FromString,
@@ -72,10 +68,6 @@ def add_scoring_service(servicer: RiskScoringServicer, server: grpc.aio.Server) 
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
     server.add_registered_method_handlers(name, handlers)
 
-
-def _now_us() -> int:
-    # Wall clock only to reject absurd timestamps; features never see it.
-    return time.time_ns() // 1000
 
 
 class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
@@ -104,7 +96,7 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
             return True, ""
         return False, "deadline"
 
-    async def Score(self, call: ScoreCall, context: grpc.aio.ServicerContext) -> pb.ScoreResponse:
+    async def Score(self, call: WireCall[pb.ScoreRequest], context: grpc.aio.ServicerContext) -> pb.ScoreResponse:
         await self._admit(context)
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
@@ -127,7 +119,7 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
         finally:
             service.in_flight -= 1
 
-    async def ScoreBatch(self, call: BatchCall, context: grpc.aio.ServicerContext) -> bytes:
+    async def ScoreBatch(self, call: WireCall[pb.ScoreBatchRequest], context: grpc.aio.ServicerContext) -> bytes:
         await self._admit(context)
         service = self._service
         limit = service.settings.score_batch_max
@@ -144,7 +136,7 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
                 ],
             )
         # The compiled decoder reads the requests from the call's own bytes.
-        violations, batch = self._validator.check_and_encode_wire(requests, call.data, _now_us())
+        violations, batch = self._validator.check_and_encode_wire(requests, call.data, now_us())
         if violations:
             await abort_invalid(context, violations)
         assert batch is not None
@@ -174,7 +166,7 @@ class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
         self, request: pb.ReportOutcomeRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReportOutcomeResponse:
         await self._admit(context)
-        violations = self._validator.outcome_request(request, _now_us())
+        violations = self._validator.outcome_request(request, now_us())
         service = self._service
         counterparty_key = (
             stable_key(request.counterparty_id)

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import re
 import shutil
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,12 +170,20 @@ def test_a_score_batch_counts_every_rows_action_by_channel(metered: RunningServe
     ]
     before = _scrape(metered)
     replies = metered.scoring.ScoreBatch(pb.ScoreBatchRequest(requests=requests), timeout=30).responses
-    after = _scrape(metered)
     expected: dict[tuple[str, str], int] = {}
     for request, reply in zip(requests, replies, strict=True):
         key = (pb.Channel.Name(request.transaction.channel).removeprefix("CHANNEL_"),
                pb.Action.Name(reply.action).removeprefix("ACTION_"))
         expected[key] = expected.get(key, 0) + 1
     assert len({action for _, action in expected}) > 1  # more than one action among the rows
-    for (channel, action), count in expected.items():
-        assert _delta(before, after, "outpost_actions_total", channel=channel, action=action) == count
+
+    def counted(after: Samples) -> dict[tuple[str, str], float]:
+        return {key: _delta(before, after, "outpost_actions_total", channel=key[0], action=key[1]) for key in expected}
+
+    # The sinks see a batch once its reply is on its way: the scrape may come first, so it is repeated a while.
+    deadline = time.monotonic() + 10
+    after = _scrape(metered)
+    while counted(after) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        after = _scrape(metered)
+    assert counted(after) == expected
