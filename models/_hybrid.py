@@ -27,7 +27,8 @@ _CAP = 1.0 - 1e-12
 class HybridScores(NamedTuple):
     """The hybrid score of a batch, with the rules' points kept factored: a hit of rule j in row i is worth
     ``evidence[j] * share[i]`` points. A batch's (n, R) matrix of points is mostly zeros and only the rows shown to
-    people need it: ``rule_points(rows)`` writes it for those rows, with the same float64 products."""
+    people need it: ``hit_points`` writes it for those rows (``rule_points`` for the whole batch), with the same
+    float64 products as ``combine_scores``."""
 
     risk: np.ndarray  # (n,) int32 0..1000
     model_points: np.ndarray  # (n,) float64

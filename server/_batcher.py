@@ -79,7 +79,6 @@ class InvalidRequestError(Exception):
         self.violations = violations
 
 
-
 @dataclass(slots=True)
 class _Call:
     request: pb.ScoreRequest

@@ -69,7 +69,6 @@ def add_scoring_service(servicer: RiskScoringServicer, server: grpc.aio.Server) 
     server.add_registered_method_handlers(name, handlers)
 
 
-
 class RiskScoringServicer(pb_grpc.RiskScoringServicer):  # type: ignore[misc]
     """Scores transactions; every call is validated in full before anything changes."""
 
