@@ -8,7 +8,7 @@ import re
 import shutil
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -43,6 +43,17 @@ def _delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return sample(after, name, **labels) - sample(before, name, **labels)
 
 
+def _scrape_until(server: RunningServer, done: Callable[[Samples], bool], timeout: float = 10.0) -> Samples:
+    """A scrape in which ``done`` holds, trying for ``timeout`` seconds: the decision sinks (actions, rule hits)
+    see a call once its reply is on its way, so a scrape right after the reply may come first."""
+    deadline = time.monotonic() + timeout
+    after = _scrape(server)
+    while not done(after) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        after = _scrape(server)
+    return after
+
+
 def _families(server: RunningServer) -> set[str]:
     with urllib.request.urlopen(f"http://127.0.0.1:{server.app.metrics_port}/metrics", timeout=10) as response:
         names = {f.name for f in text_string_to_metric_families(response.read().decode("utf-8"))}
@@ -60,7 +71,9 @@ def test_calls_latency_actions_rule_hits_and_state_are_counted(metered: RunningS
     metered.scoring.ReportOutcome(pb.ReportOutcomeRequest(
         transaction_id="t-unknown-met", outcome=pb.OUTCOME_FALSE_POSITIVE, reported_at=ts(BASE_TIME),
         counterparty_id="merchant-coffee-1"))
-    after = _scrape(metered)
+    after = _scrape_until(metered, lambda now: _delta(before, now, "outpost_actions_total", channel="TELLER",
+                                                      action=pb.Action.Name(deposit.action).removeprefix("ACTION_"))
+                          > 0)
 
     assert _delta(before, after, "outpost_calls_total", method="Score", code="OK") == 6
     assert _delta(before, after, "outpost_calls_total", method="Score", code="INVALID_ARGUMENT") == 1
@@ -180,10 +193,4 @@ def test_a_score_batch_counts_every_rows_action_by_channel(metered: RunningServe
     def counted(after: Samples) -> dict[tuple[str, str], float]:
         return {key: _delta(before, after, "outpost_actions_total", channel=key[0], action=key[1]) for key in expected}
 
-    # The sinks see a batch once its reply is on its way: the scrape may come first, so it is repeated a while.
-    deadline = time.monotonic() + 10
-    after = _scrape(metered)
-    while counted(after) != expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-        after = _scrape(metered)
-    assert counted(after) == expected
+    assert counted(_scrape_until(metered, lambda after: counted(after) == expected)) == expected
