@@ -33,7 +33,7 @@ from features import ENUMS, FEATURE_INDEX, FEATURE_NAMES, stable_key
 from models import model_reason, reason_shares
 from review._errors import AlertError, AlertNotFoundError, AlertStateError
 from review._worker import BackgroundWriter, Overflow, WriterStats
-from rules_engine import hit_cells
+from rules_engine import hit_cells, hits_by_row
 from server import MIN_MODEL_POINTS, Decisions, Snapshot, max_action
 
 if TYPE_CHECKING:
@@ -525,10 +525,7 @@ def _alert_rows(item: _NewAlerts) -> Iterator[tuple[Any, ...]]:
     used_model = item.used_model.tolist()
     features = _features_json(item.features)
     model_version = item.snapshot.model_version
-    hit_rows, hit_columns = hit_cells(item.hits)
-    hits_of: dict[int, list[int]] = {}
-    for row, column in zip(hit_rows.tolist(), hit_columns.tolist(), strict=True):
-        hits_of.setdefault(row, []).append(column)
+    hits_of = hits_by_row(*hit_cells(item.hits))  # shadow hits too: the alert stores them
     for i, txn_id in enumerate(item.ids):
         hit_cols = hits_of.get(i, [])
         try:

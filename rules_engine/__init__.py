@@ -25,7 +25,7 @@ from rules_engine._errors import (
 )
 from rules_engine._kernel import CACHE_DIR_ENV, KernelOptions
 from rules_engine._model import ACTION_FLOORS, TYPOLOGIES, Rule
-from rules_engine._ruleset import RuleSet, hit_cells
+from rules_engine._ruleset import RuleSet, hit_cells, hits_by_row
 
 __all__ = [
     "ACTION_FLOORS",
@@ -45,6 +45,7 @@ __all__ = [
     "RuleSet",
     "case_coverage",
     "hit_cells",
+    "hits_by_row",
     "load_cases",
     "parse_cases",
     "run_cases",

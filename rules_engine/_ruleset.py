@@ -21,7 +21,7 @@ from rules_engine._kernel import KernelFunction, KernelOptions, kernel_is_cached
 from rules_engine._model import Rule
 from rules_engine._rulefile import CHANNEL_ENUM, CompiledRule, RuleFile, read_rule_file
 
-__all__ = ["RuleSet", "hit_cells"]
+__all__ = ["RuleSet", "hit_cells", "hits_by_row"]
 
 
 # Built-in dtypes are singletons: an identity test is the cheapest check on the single-row path.
@@ -59,6 +59,22 @@ def hit_cells(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     flat = np.flatnonzero(hits != 0)
     width = hits.shape[1]
     return flat // width, flat % width
+
+
+def hits_by_row(
+    rows: np.ndarray, columns: np.ndarray, keep: Sequence[bool] | None = None
+) -> dict[int, list[int]]:
+    """Row -> its hit columns in order, from ``hit_cells``' output; with ``keep`` (one flag per rule, e.g. the rule
+    set's ``active``), only the columns it flags. Rows without a hit are absent."""
+    out: dict[int, list[int]] = {}
+    for row, column in zip(rows.tolist(), columns.tolist(), strict=True):
+        if keep is not None and not keep[column]:
+            continue
+        if row in out:
+            out[row].append(column)
+        else:
+            out[row] = [column]
+    return out
 
 
 def _is_english(locale: str) -> bool:

@@ -15,6 +15,7 @@ from outpost.v1 import outpost_pb2 as pb
 
 from features import ENUMS, FEATURE_INDEX, FEATURE_NAMES
 from models import model_reason, reason_shares
+from rules_engine import hits_by_row
 from server._pipeline import MIN_MODEL_POINTS, Decisions
 from server._policy import ALLOW, ActionPolicy
 from server._reply_wire import encode_reply
@@ -123,21 +124,11 @@ def build_responses(
 
 def _active_hits(decisions: Decisions) -> dict[int, list[int]]:
     """Row -> its active rule hits (column indices in order), from one pass over the hit matrix."""
-    # Most batches of one have none: counting is the cheapest test. nonzero walks the matrix row-major, so each
-    # row's rules come in column order, as build_response visits them.
-    hit_rules: dict[int, list[int]] = {}
-    hits = decisions.hits
-    if np.count_nonzero(hits):
-        active = decisions.snapshot.rules.active.tolist()
-        hit_rows, hit_cols = decisions.hit_cells()
-        for r, j in zip(hit_rows.tolist(), hit_cols.tolist(), strict=True):
-            if not active[j]:
-                continue
-            if r in hit_rules:
-                hit_rules[r].append(j)
-            else:
-                hit_rules[r] = [j]
-    return hit_rules
+    # Most batches of one have none: counting is the cheapest test. hit_cells is row-major, so each row's rules come
+    # in column order, as build_response visits them.
+    if not np.count_nonzero(decisions.hits):
+        return {}
+    return hits_by_row(*decisions.hit_cells(), keep=decisions.snapshot.rules.active.tolist())
 
 
 def _detailed_rows(decisions: Decisions, explain: np.ndarray, hit_rules: dict[int, list[int]]) -> np.ndarray:

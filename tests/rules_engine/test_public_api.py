@@ -25,6 +25,7 @@ def test_exported_names() -> None:
         "RuleSet",
         "case_coverage",
         "hit_cells",
+        "hits_by_row",
         "load_cases",
         "parse_cases",
         "run_cases",

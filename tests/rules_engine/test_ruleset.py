@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from features import CATALOGUE, ENUMS, FEATURE_INDEX
-from rules_engine import KernelOptions, RuleCompileError, RuleEvaluationError, RuleSet, hit_cells
+from rules_engine import KernelOptions, RuleCompileError, RuleEvaluationError, RuleSet, hit_cells, hits_by_row
 from tests.rules_engine.rule_files import PACK
 
 WIDTH = len(CATALOGUE)
@@ -123,6 +123,20 @@ def test_hit_cells_are_nonzero_of_the_hit_matrix() -> None:
         rows, cols = hit_cells(hits)
         want_rows, want_cols = np.nonzero(hits)
         assert rows.tolist() == want_rows.tolist() and cols.tolist() == want_cols.tolist()
+
+
+def test_hits_by_row_groups_each_rows_kept_columns_in_order() -> None:
+    """hits_by_row maps each row with a hit to its columns in order; keep drops the unflagged columns (and rows left
+    with none)."""
+    rng = np.random.default_rng(6)
+    hits = (rng.random((300, 20)) < 0.1).astype(np.uint8)
+    keep = (rng.random(20) < 0.7).tolist()
+    for flags in (None, keep):
+        want = {
+            r: [j for j in range(20) if hits[r, j] and (flags is None or flags[j])]
+            for r in range(300)
+        }
+        assert hits_by_row(*hit_cells(hits), keep=flags) == {r: cols for r, cols in want.items() if cols}
 
 
 def test_reason_and_guidance_fill_templates_per_locale(rules: RuleSet) -> None:
