@@ -82,15 +82,17 @@ def run(quick: bool = False) -> str:
     x = _rows(quick)
     rng = np.random.default_rng(0)
     repeats = 200 if quick else 2000
-    session = runner._session
+    session = runner._session  # the served graph: the margin regressor of models._margin, as ModelRunner runs it
     input_name = session.get_inputs()[0].name
+    output_name = session.get_outputs()[0].name
 
     lines = [
         "## Models: inference and explanations",
         "",
         f"Model `{runner.version}` ({booster.num_trees()} trees, {len(columns)} features). "
         f"Rows: {len(x):,} feature rows replayed from a simulation. ONNX Runtime "
-        "session as served (1 intra-op thread, sequential, no spinning, float32 input); LightGBM "
+        f"session as served (the graph of output `{output_name}`; 1 intra-op thread, sequential, no spinning, float32 "
+        "input); LightGBM "
         "`Booster.predict` with `num_threads=1` on float64 input. Median of "
         f"{repeats:,} calls per figure; load average at start {os.getloadavg()[0]:.1f} (2-core machine shared "
         "with other work: absolute figures are noisy, ratios less so).",
@@ -106,7 +108,7 @@ def run(quick: bool = False) -> str:
         full = [x[p:p + batch] for p in picks]
         model_in = [np.ascontiguousarray(r[:, columns], dtype=np.float32) for r in full]
         model_in64 = [np.ascontiguousarray(r[:, columns]) for r in full]
-        ort_call = _cycling(lambda rows: session.run(["probabilities"], {input_name: rows}), model_in)
+        ort_call = _cycling(lambda rows: session.run([output_name], {input_name: rows}), model_in)
         runner_call = _cycling(runner.predict, full)
         lgb_call = _cycling(lambda rows: booster.predict(rows, num_threads=1), model_in64)
 
