@@ -1,4 +1,4 @@
-"""bench/bench_models.py runs against the model as it is served (no timing is asserted: figures belong to make bench)."""
+"""bench/bench_models.py runs on the model as it is served (no timing is asserted: figures belong to make bench)."""
 
 from __future__ import annotations
 
