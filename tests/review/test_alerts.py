@@ -23,6 +23,7 @@ from review import (
     AlertStore,
     outcome_name,
 )
+from rules_engine import RuleSet
 from server import ScoringPipeline
 
 from .conftest import T0_US, make_batch
@@ -284,3 +285,25 @@ def test_event_times_are_written_as_each_was_formatted_alone() -> None:
         rng.integers(946_684_800_000_000, 4_102_444_800_000_000, 500, dtype=np.int64),  # 2000 to 2100
     ])
     assert _iso_us_many(micros) == [_iso_us(m) for m in micros.tolist()]
+
+
+
+def test_rule_id_lists_and_reasons_are_the_text_json_dumps_writes(
+    pipeline: ScoringPipeline, db: Path, rules: RuleSet
+) -> None:
+    """Rule id lists joined from each id's JSON string, and the stored reasons, equal json.dumps' text."""
+    from review._alerts import _json_ids, _quoted_ids
+
+    quoted = _quoted_ids(rules)
+    assert _quoted_ids(rules) is quoted  # worked out once per rule set
+    n = len(rules.rules)
+    for columns in ([], [0], [2, 0], list(range(n)), [n - 1, 1]):
+        assert _json_ids(quoted, columns) == json.dumps([rules.rules[j].id for j in columns])
+    _raise_alerts(pipeline, db, [80_000.0, 150_000.0])
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT rule_hits, shadow_hits, reasons FROM alerts").fetchall()
+    conn.close()
+    assert rows and all(json.loads(hits) for hits, _, _ in rows)
+    for hits, shadow, reasons in rows:
+        assert hits == json.dumps(json.loads(hits)) and shadow == json.dumps(json.loads(shadow))
+        assert reasons == json.dumps(json.loads(reasons), ensure_ascii=False)
