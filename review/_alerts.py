@@ -30,11 +30,18 @@ import numpy as np
 import structlog
 
 from features import ENUMS, FEATURE_INDEX, FEATURE_NAMES, stable_key
-from models import model_reason, reason_shares
 from review._errors import AlertError, AlertNotFoundError, AlertStateError
 from review._worker import BackgroundWriter, Overflow, WriterStats
 from rules_engine import RuleSet, hit_cells, hits_by_row
-from server import MIN_MODEL_POINTS, Decisions, Snapshot, max_action
+from server import (
+    MIN_MODEL_POINTS,
+    REASON_SOURCES,
+    Decisions,
+    Snapshot,
+    max_action,
+    ranked_reasons,
+    reason_words,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -303,7 +310,8 @@ class _NewAlerts:
     txns: np.ndarray
     features: np.ndarray
     hits: np.ndarray
-    rule_points: np.ndarray
+    rule_share: np.ndarray  # a hit of active rule j is worth rule_evidence[j] * rule_share[row] points
+    rule_evidence: np.ndarray
     model_points: np.ndarray
     probability: np.ndarray
     used_model: np.ndarray
@@ -381,7 +389,8 @@ class AlertSink:
             txns=txns.take(rows),
             features=decisions.features[rows],
             hits=decisions.hits[rows],
-            rule_points=decisions.rule_points(rows),
+            rule_share=decisions.rule_share[rows],
+            rule_evidence=decisions.rule_evidence,
             model_points=decisions.model_points[rows],
             probability=decisions.probability[rows],
             used_model=decisions.used_model[rows],
@@ -474,31 +483,27 @@ def _model_explanations(item: _NewAlerts) -> dict[int, list[tuple[str, float]]]:
 def _reasons(
     item: _NewAlerts, i: int, hit_cols: list[int], explained: dict[int, list[tuple[str, float]]] | None = None
 ) -> list[dict[str, Any]]:
-    """Row ``i``'s reasons; ``hit_cols`` are the columns of every rule it hit (shadow rules are skipped here)."""
+    """Row ``i``'s reasons, as the reply ranks them (``server.ranked_reasons``) and in both languages; ``hit_cols``
+    are the columns of every rule it hit (shadow rules are skipped here)."""
     snap = item.snapshot
     rules = snap.rules
     x = item.features[i]
-    reasons: list[dict[str, Any]] = []
-    for j in hit_cols:
-        if not rules.active[j]:
-            continue
-        rule = rules.rules[j]
-        reasons.append({
-            "code": f"R_{rule.id}", "source": "rule", "points": round(float(item.rule_points[i, j]), 2),
-            "typology": rule.typology, "message_zh": rules.reason(j, x, "zh-CN"),
-            "message_en": rules.reason(j, x, "en"),
-        })
-    model_points = float(item.model_points[i])
+    active = rules.active
+    contributions = None
     if snap.model is not None and _wants_model_reasons(item, i):
         contributions = explained[i] if explained is not None and i in explained else snap.model.explain(x)
-        for name, share in reason_shares(contributions, model_points):
-            value = float(x[FEATURE_INDEX[name]])
-            reasons.append({
-                "code": f"M_{name}", "source": "model", "points": round(share, 2), "typology": "",
-                "message_zh": model_reason(name, value, "zh-CN"), "message_en": model_reason(name, value, "en"),
-            })
-    reasons.sort(key=lambda r: -float(r["points"]))
-    return reasons
+    reasons = ranked_reasons(
+        rules, [j for j in hit_cols if active[j]], item.rule_evidence, float(item.rule_share[i]),
+        float(item.model_points[i]), contributions,
+    )
+    out: list[dict[str, Any]] = []
+    for reason in reasons:
+        zh, en = reason_words(rules, x, reason)
+        out.append({
+            "code": reason[1], "source": REASON_SOURCES[reason[2]], "points": round(reason[0], 2),
+            "typology": reason[3], "message_zh": zh, "message_en": en,
+        })
+    return out
 
 
 def _alert_rows(item: _NewAlerts) -> Iterator[tuple[Any, ...]]:

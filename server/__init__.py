@@ -12,10 +12,12 @@ from server._pipeline import (
     max_action,
 )
 from server._policy import ActionPolicy, ChannelPolicy
+from server._reasons import REASON_SOURCES, Reason, ranked_reasons, reason_message, reason_words
 from server._settings import Settings, load_settings
 
 __all__ = [
     "MIN_MODEL_POINTS",
+    "REASON_SOURCES",
     "ActionPolicy",
     "ChannelPolicy",
     "DecisionSink",
@@ -23,6 +25,7 @@ __all__ = [
     "ModelPathError",
     "OutpostApp",
     "PolicyError",
+    "Reason",
     "ScoringPipeline",
     "ServerError",
     "Settings",
@@ -33,5 +36,8 @@ __all__ = [
     "decide",
     "load_settings",
     "max_action",
+    "ranked_reasons",
+    "reason_message",
+    "reason_words",
     "serve",
 ]

@@ -14,10 +14,10 @@ from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from outpost.v1 import outpost_pb2 as pb
 
 from features import ENUMS, FEATURE_INDEX, FEATURE_NAMES
-from models import model_reason, reason_shares
 from rules_engine import hits_by_row
 from server._pipeline import MIN_MODEL_POINTS, Decisions
 from server._policy import ALLOW, ActionPolicy
+from server._reasons import ranked_reasons, reason_message
 from server._reply_wire import encode_reply
 from server._requests import normalise_locale
 
@@ -271,43 +271,41 @@ def _detailed(
     rules = snap.rules
     x = decisions.features[row]
     action = int(decisions.actions[row])
-    # (points, code, message, source, contribution, typology): messages are made for the ranked reasons only, in
-    # place in the reply (a Reason built apart is copied again when the reply takes it).
-    reasons: list[tuple[float, str, str, int, float, str]] = []
-    hit_ids: list[str] = []
-    guidance = ""
-    best_guidance_points = -1.0
-    for j in hit_rules:
-        rule = rules.rules[j]
-        points = decisions.rule_point(row, j)
-        hit_ids.append(rule.id)
-        reasons.append((points, rule.id, rules.reason(j, x, locale), pb.RULE, round(points, 2), rule.typology))
-        if points > best_guidance_points and (rule.guidance_zh or rule.guidance_en):
-            text = rules.guidance(j, x, locale)
-            if text:
-                guidance, best_guidance_points = text, points
     model_points = float(decisions.model_points[row])
     if _wants_model_reasons(decisions, row, action, explain, model_points):
         assert snap.model is not None
         if contributions is None:
             contributions = snap.model.explain(x)
-        for name, share in reason_shares(contributions, model_points):
-            message = model_reason(name, float(x[FEATURE_INDEX[name]]), locale)
-            reasons.append((share, f"M_{name}", message, pb.MODEL, round(share, 2), ""))
-    reasons.sort(key=lambda r: -r[0])
-    at_counter = int(x[_CHANNEL]) == _TELLER and action > ALLOW
-    guidance = (guidance or policy.teller_text(action, locale)) if at_counter else ""
+    else:
+        contributions = None
+    reasons = ranked_reasons(
+        rules, hit_rules, decisions.rule_evidence, float(decisions.rule_share[row]), model_points, contributions
+    )
+    guidance = ""
+    if int(x[_CHANNEL]) == _TELLER and action > ALLOW:
+        # The guidance of the rule with the most points that has one, else the policy's text for the action.
+        for reason in reasons:
+            j = reason[4]
+            if isinstance(j, int) and (rules.rules[j].guidance_zh or rules.rules[j].guidance_en):
+                guidance = rules.guidance(j, x, locale)
+                if guidance:
+                    break
+        guidance = guidance or policy.teller_text(action, locale)
     response.transaction_id = transaction_id
     response.risk_score = int(decisions.risk[row])
     response.action = action  # type: ignore[assignment]
+    # Messages are made for the reasons shown only, in place in the reply (a Reason built apart is copied again
+    # when the reply takes it).
     seen: set[str] = set()
     ranked = 0
     add = response.reasons.add
-    for _, code, message, source, contribution, typology in reasons:
+    for reason in reasons:
+        code = reason[1]
+        message = reason_message(rules, x, reason, locale)
         if code in seen or message in seen:
             continue
         seen.update((code, message))
-        add(code=code, message=message, source=source, contribution=contribution, typology=typology)
+        add(code=code, message=message, source=reason[2], contribution=round(reason[0], 2), typology=reason[3])
         ranked += 1
         if ranked == _MAX_REASONS:
             break
@@ -317,6 +315,7 @@ def _detailed(
     response.degraded = bool(degraded_reason)
     response.degraded_reason = degraded_reason
     response.guidance = guidance
-    response.rule_hits.extend(hit_ids)
+    all_rules = rules.rules
+    response.rule_hits.extend([all_rules[j].id for j in hit_rules])
     if explain:
         response.features.update(zip(FEATURE_NAMES, x.tolist(), strict=True))

@@ -84,7 +84,7 @@ def test_an_alert_holds_what_the_analyst_needs(pipeline: ScoringPipeline, db: Pa
     assert alert.rule_hits == ("BIG_AMOUNT",) and alert.model_probability is None
     assert alert.event_time == dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=T0_US)
     reason = alert.reasons[0]
-    assert (reason.code, reason.source, reason.points) == ("R_BIG_AMOUNT", "rule", 500.0)
+    assert (reason.code, reason.source, reason.points) == ("BIG_AMOUNT", "rule", 500.0)
     assert reason.message_zh == "转出金额80,000元" and reason.message_en == "outflow of 80,000 CNY"
     assert alert.features["amount_cny"] == 80_000.0 and alert.features["is_outflow"] == 1.0
 
@@ -307,3 +307,45 @@ def test_rule_id_lists_and_reasons_are_the_text_json_dumps_writes(
     for hits, shadow, reasons in rows:
         assert hits == json.dumps(json.loads(hits)) and shadow == json.dumps(json.loads(shadow))
         assert reasons == json.dumps(json.loads(reasons), ensure_ascii=False)
+
+
+def test_an_alert_words_its_reasons_as_the_reply_does(tmp_path: Path) -> None:
+    """With the shipped rules and model, each reason a reply shows (code, points, words in zh-CN and in en) is the
+    stored alert's reason of the same rank: rule reasons carry the rule's id as their code in both (the alert once
+    wrote R_<id>), and model reasons M_<feature>."""
+    from features import FeatureConfig, FeatureEngine
+    from loadtest import frame_to_requests, simulated_transactions
+    from models import ModelRunner, default_model_dir
+    from server import ActionPolicy, Settings, Snapshot
+    from server._requests import encode_requests, review_extra
+    from server._responses import build_response
+
+    settings = Settings()
+    config = FeatureConfig()
+    rules = RuleSet.load(settings.rules_path)
+    policy = ActionPolicy.load(settings.policy_path)
+    snapshot = Snapshot(rules, ModelRunner.load(default_model_dir()))
+    pipeline = ScoringPipeline(engine=FeatureEngine.open(config), snapshot=snapshot, policy=policy)
+    requests = frame_to_requests(simulated_transactions(3000, seed=5, fraud_scale=5.0).head(3000))
+    records = encode_requests(requests, config)
+    ids = [r.transaction.transaction_id for r in requests]
+    decisions = pipeline.run(records, txn_ids=ids, extra=review_extra(requests), record=False)
+    sink = AlertSink(tmp_path / "alerts.sqlite3")
+    sink.record(ids, records, decisions)
+    sink.close()
+    with AlertStore.open(tmp_path / "alerts.sqlite3") as store:
+        alerts = {alert.transaction_id: alert for alert in store.list_alerts(limit=10_000)}
+    assert len(alerts) >= 20
+    rule_ids = {rule.id for rule in rules.rules}
+    sources: set[str] = set()
+    for row, txn_id in enumerate(ids):
+        if txn_id not in alerts:
+            continue
+        stored = alerts[txn_id].reasons
+        sources.update(reason.source for reason in stored)
+        assert all(reason.code in rule_ids for reason in stored if reason.source == "rule")
+        for locale, words in (("zh-CN", "message_zh"), ("en", "message_en")):
+            reply = build_response(row, txn_id, decisions, locale=locale, explain=False, policy=policy)
+            shown = [(r.code, r.contribution, r.message) for r in reply.reasons]
+            assert shown == [(r.code, r.points, getattr(r, words)) for r in stored][: len(shown)]
+    assert sources == {"rule", "model"}
