@@ -481,20 +481,18 @@ def _model_explanations(item: _NewAlerts) -> dict[int, list[tuple[str, float]]]:
 
 
 def _reasons(
-    item: _NewAlerts, i: int, hit_cols: list[int], explained: dict[int, list[tuple[str, float]]] | None = None
+    item: _NewAlerts, i: int, live: list[int], explained: dict[int, list[tuple[str, float]]] | None = None
 ) -> list[dict[str, Any]]:
-    """Row ``i``'s reasons, as the reply ranks them (``server.ranked_reasons``) and in both languages; ``hit_cols``
-    are the columns of every rule it hit (shadow rules are skipped here)."""
+    """Row ``i``'s reasons, as the reply ranks them (``server.ranked_reasons``) and in both languages; ``live`` are
+    the columns of the active rules it hit."""
     snap = item.snapshot
     rules = snap.rules
     x = item.features[i]
-    active = rules.active
     contributions = None
     if snap.model is not None and _wants_model_reasons(item, i):
         contributions = explained[i] if explained is not None and i in explained else snap.model.explain(x)
     reasons = ranked_reasons(
-        rules, [j for j in hit_cols if active[j]], item.rule_evidence, float(item.rule_share[i]),
-        float(item.model_points[i]), contributions,
+        rules, live, item.rule_evidence, float(item.rule_share[i]), float(item.model_points[i]), contributions
     )
     out: list[dict[str, Any]] = []
     for reason in reasons:
@@ -533,8 +531,9 @@ def _alert_rows(item: _NewAlerts) -> Iterator[tuple[Any, ...]]:
     hits_of = hits_by_row(*hit_cells(item.hits))  # shadow hits too: the alert stores them
     for i, txn_id in enumerate(item.ids):
         hit_cols = hits_of.get(i, [])
+        live = [j for j in hit_cols if active[j]]
         try:
-            reasons = _reasons(item, i, hit_cols, explained)
+            reasons = _reasons(item, i, live, explained)
         except Exception as exc:  # a reason template or explanation failing must not lose the alert
             log.error("alert_reasons_failed", transaction_id=txn_id, error=str(exc))
             reasons = []
@@ -553,7 +552,7 @@ def _alert_rows(item: _NewAlerts) -> Iterator[tuple[Any, ...]]:
             risks[i],
             ACTION_NAMES.get(action, str(action)),
             probabilities[i] if used_model[i] else None,
-            _json_ids(quoted, [j for j in hit_cols if active[j]]),
+            _json_ids(quoted, live),
             _json_ids(quoted, [j for j in hit_cols if not active[j]]),
             _REASONS_JSON(reasons),
             features[i],
