@@ -72,10 +72,6 @@ class Decisions:
         its share of the row's risk, as ``models.combine_scores`` writes it."""
         return hit_points(self.hits[rows], self.rule_evidence, self.rule_share[rows])
 
-    def rule_point(self, row: int, rule: int) -> float:
-        """The points of one rule hit: ``rule_points(row)[rule]`` for a rule that ``row`` hit."""
-        return float(self.rule_evidence[rule] * self.rule_share[row])
-
     def hit_cells(self) -> tuple[np.ndarray, np.ndarray]:
         """(rows, columns) of every rule hit (shadow rules included), row-major: worked out once for the reply,
         the metrics and the hit counters of a batch."""

@@ -38,8 +38,9 @@ def ranked_reasons(
     """The reasons of one row, highest points first.
 
     ``hit_rules``: the columns of the active rules it hit, in order; a hit of rule ``j`` is worth
-    ``evidence[j] * share`` points (``Decisions.rule_point``). ``contributions``: the model's explanation of the row
-    (``ModelRunner.explain``), or None when the row shows no model reasons; the ``model_points`` are shared over it.
+    ``evidence[j] * share`` points (as ``Decisions.rule_points`` writes them). ``contributions``: the model's
+    explanation of the row (``ModelRunner.explain``), or None when the row shows no model reasons; the
+    ``model_points`` are shared over it.
     """
     reasons: list[Reason] = []
     all_rules = rules.rules

@@ -16,8 +16,8 @@ from outpost.v1 import outpost_pb2 as pb
 from features import ENUMS, FEATURE_INDEX, FEATURE_NAMES, FeatureConfig, FeatureEngine
 from loadtest import frame_to_requests, simulated_transactions
 from models import ModelRunner, combine_scores, default_model_dir, model_reason
-from rules_engine import RuleSet
-from server import ActionPolicy, Decisions, ScoringPipeline, Settings, Snapshot
+from rules_engine import RuleSet, hits_by_row
+from server import ActionPolicy, Decisions, ScoringPipeline, Settings, Snapshot, ranked_reasons
 from server._policy import ALLOW
 from server._requests import encode_requests, normalise_locale
 from server._responses import BatchReply, build_response, build_responses
@@ -339,8 +339,9 @@ Scored = tuple[Decisions, list[pb.ScoreRequest], ActionPolicy]
 
 
 def test_factored_rule_points_equal_the_combined_matrix(scored: Scored) -> None:
-    """The pipeline keeps each row's share of points, merged across waves: rule_points(rows) and rule_point(row, j)
-    equal combine_scores' (n, R) matrix on the batch's probabilities and hits, bit for bit."""
+    """The pipeline keeps each row's share of points, merged across waves: rule_points(rows) and the rule reasons'
+    points (ranked_reasons, which the reply and the alert show) equal combine_scores' (n, R) matrix on the batch's
+    probabilities and hits, bit for bit."""
     decisions, requests, _ = scored
     accounts = [r.transaction.account_id for r in requests]
     assert len(set(accounts)) < len(accounts)  # accounts repeat: the batch ran in several waves, then merged
@@ -350,6 +351,11 @@ def test_factored_rule_points_equal_the_combined_matrix(scored: Scored) -> None:
     assert np.array_equal(decisions.rule_points(np.arange(len(requests))), matrix)
     rows, columns = decisions.hit_cells()
     assert rows.size > 100
-    assert [decisions.rule_point(i, j) for i, j in zip(rows.tolist(), columns.tolist(), strict=True)] == \
-        matrix[rows, columns].tolist()
+    active = rules.active.tolist()
+    shown, expected = [], []
+    for i, hit in hits_by_row(rows, columns, keep=active).items():
+        reasons = ranked_reasons(rules, hit, decisions.rule_evidence, float(decisions.rule_share[i]))
+        shown += sorted((r[4], r[0]) for r in reasons)
+        expected += [(j, matrix[i, j]) for j in hit]
+    assert len(shown) > 100 and shown == expected
     assert np.array_equal(decisions.rule_points(int(rows[0])), matrix[rows[0]])
