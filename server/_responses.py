@@ -281,12 +281,13 @@ def _detailed(
     reasons = ranked_reasons(
         rules, hit_rules, decisions.rule_evidence, float(decisions.rule_share[row]), model_points, contributions
     )
+    all_rules = rules.rules
     guidance = ""
     if int(x[_CHANNEL]) == _TELLER and action > ALLOW:
         # The guidance of the rule with the most points that has one, else the policy's text for the action.
         for reason in reasons:
             j = reason[4]
-            if isinstance(j, int) and (rules.rules[j].guidance_zh or rules.rules[j].guidance_en):
+            if isinstance(j, int) and (all_rules[j].guidance_zh or all_rules[j].guidance_en):
                 guidance = rules.guidance(j, x, locale)
                 if guidance:
                     break
@@ -315,7 +316,6 @@ def _detailed(
     response.degraded = bool(degraded_reason)
     response.degraded_reason = degraded_reason
     response.guidance = guidance
-    all_rules = rules.rules
     response.rule_hits.extend([all_rules[j].id for j in hit_rules])
     if explain:
         response.features.update(zip(FEATURE_NAMES, x.tolist(), strict=True))
